@@ -1,0 +1,41 @@
+# `make demo` and `make test` set everything up on a fresh Debian / Raspberry Pi OS machine.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libzbar0 (for the pyzbar QR decoder)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libzbar0 >/dev/null; \
+	  else \
+	    echo "warning: libzbar0 is missing; run 'sudo apt-get install libzbar0' for pyzbar" >&2; \
+	  fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m gate.demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python bench/validate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Hardware drivers: cameras and QR decoders, serial scanners, NFC readers, GPIO."""

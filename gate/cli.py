@@ -1,0 +1,211 @@
+"""gatectl: the technician's diagnostics tool at the gate.
+
+Exit codes: 0 success (``check``: accepted), 1 error, 2 usage error, 3 ``check`` rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gate.cli_errors import entry_point
+from gate.config import CONFIG_ENV, default_config_path, load_config
+from gate.errors import GateError
+from gate.revocations import MemoryRevocations
+from gate.state import GateState, policy_for
+from gate.ticket import CTI_MAX, CTI_MIN, KID_SIZE
+from gate.trust import TrustStore, parse_public_key
+from gate.validator import Decision, Policy, Validator
+
+EXIT_REJECTED = 3
+
+
+def _config_path(ctx: click.Context) -> Path:
+    return ctx.obj or default_config_path()
+
+
+@click.group()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Gate configuration file (default: ${CONFIG_ENV}, else {default_config_path()}).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """Diagnostics for a ticket gate: check tickets, import keys and revocations, show status.
+
+    Add --debug to any command to see a traceback on errors.
+    """
+    ctx.obj = config
+
+
+def _revoked_entry(text: str) -> tuple[bytes | None, bytes]:
+    kid_text, _, cti_text = text.rpartition(":")
+    try:
+        kid = bytes.fromhex(kid_text) if kid_text else None
+        cti = bytes.fromhex(cti_text)
+    except ValueError as err:
+        raise click.BadParameter(f"{text!r}: expected CTI_HEX or KID_HEX:CTI_HEX") from err
+    if (kid is not None and len(kid) != KID_SIZE) or not CTI_MIN <= len(cti) <= CTI_MAX:
+        raise click.BadParameter(
+            f"{text!r}: a ticket id is {CTI_MIN} to {CTI_MAX} bytes, a kid {KID_SIZE}"
+        )
+    return kid, cti
+
+
+def _print_decision(decision: Decision) -> None:
+    rows: list[tuple[str, Any]] = [
+        ("decision", decision.decision),
+        ("reason", decision.reason.value),
+        ("detail", decision.detail),
+        ("kid", decision.kid.hex() if decision.kid else "-"),
+        ("key", f"{decision.key.name} ({decision.key.public_key.hex()})" if decision.key else "-"),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:9} {value}")
+    if decision.claims is not None:
+        click.echo("claims")
+        for name, value in decision.claims.to_json().items():
+            if value is not None:
+                shown = ", ".join(value) if isinstance(value, list) else value
+                if name in ("exp", "nbf", "iat"):
+                    shown = (
+                        f"{value} ({time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(value))})"
+                    )
+                click.echo(f"  {name:9} {shown}")
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--zone", help="Decide as a gate in this zone (default: the gate's zone).")
+@click.option("--at", "at", type=float, help="Decide at this Unix time (default: now).")
+@click.option(
+    "--trust",
+    "trust_keys",
+    multiple=True,
+    help="Trust this raw Ed25519 public key (hex/base64) instead of the gate's trust store; "
+    "the gate's state is then not used at all. Repeatable.",
+)
+@click.option(
+    "--revoked",
+    multiple=True,
+    help="Treat CTI_HEX (any issuer) or KID_HEX:CTI_HEX as revoked, instead of the gate's "
+    "revocation list. Repeatable.",
+)
+@click.pass_context
+def check(ctx, text, as_json, zone, at, trust_keys, revoked) -> None:
+    """Dry run: decide on TEXT without consuming anything. TEXT '-' reads one line from stdin.
+
+    Prints the decision, the reason, the decoded claims, the kid and the key that verified.
+    Exit code 0 when accepted, 3 when rejected. Put '--' before a TEXT that starts with '-'.
+
+    Example: gatectl check --json --zone A --trust d75a98...511a -- 'GT1:RRQT 9P6...'
+    """
+    if text == "-":
+        text = sys.stdin.readline().rstrip("\r\n")
+    revocations = MemoryRevocations(map(_revoked_entry, revoked)) if revoked else None
+    if trust_keys:
+        try:
+            keys = [parse_public_key(key) for key in trust_keys]
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--trust") from err
+        validator = Validator(
+            TrustStore.from_public_keys(keys),
+            revocations or MemoryRevocations(),
+            None,
+            Policy(zone=zone),
+        )
+        decision = validator.decide(text, at, consume=False)
+    else:
+        with GateState(load_config(_config_path(ctx))) as state:
+            decision = state.validator(zone, revocations).decide(text, at, consume=False)
+    if as_json:
+        click.echo(json.dumps(decision.to_json()))
+    else:
+        _print_decision(decision)
+    ctx.exit(0 if decision.accepted else EXIT_REJECTED)
+
+
+@cli.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def import_(ctx, files) -> None:
+    """Import signed trust bundles and revocation lists from files (a USB stick), in order.
+
+    A document is refused if it is unsigned, not signed by the office root key, or not newer
+    than the one held; the held one then stays in force.
+
+    Example: gatectl import /media/usb/trust-v4.cose /media/usb/revocations-v9.cose
+    """
+    failed = 0
+    with GateState(load_config(_config_path(ctx))) as state:
+        for path in files:
+            try:
+                result = state.import_document(path)
+            except GateError as err:
+                failed += 1
+                click.echo(f"gatectl: error: {path}: {err}", err=True)
+            else:
+                click.echo(f"{path}: {result.kind} imported: {result.summary}")
+    ctx.exit(1 if failed else 0)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    days, rest = divmod(abs(seconds), 86400)
+    text = f"{days} d {rest // 3600} h" if days else f"{rest // 3600} h {rest % 3600 // 60} min"
+    return text if seconds >= 0 else f"in {text} (clock behind?)"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx, as_json) -> None:
+    """Show trust bundle and revocation list versions and ages, counts and state paths.
+
+    Example: gatectl status --json
+    """
+    config = load_config(_config_path(ctx))
+    with GateState(config) as state:
+        info = state.status()
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    policy = policy_for(config)
+    bundle, revocations = info["trust_bundle"], info["revocations"]
+    lines = [
+        f"gate          {config.gate_id}, zone {config.zone}, "
+        f"anti-passback group {policy.passback_group} ({policy.passback_window} s)",
+        f"config        {config.path}",
+        f"state         {info['paths']['state_dir']}",
+        f"database      {info['paths']['database']}",
+        f"trust bundle  version {bundle['version'] or '-'}, issued {_age(bundle['age_seconds'])}"
+        f" ago, {len(bundle['keys'])} key(s)",
+    ]
+    if bundle["error"]:
+        lines.append(f"  WARNING     {bundle['error']}")
+    for key in bundle["keys"]:
+        limits = []
+        if key["zones"]:
+            limits.append("zones " + ",".join(key["zones"]))
+        if key["not_after"]:
+            limits.append(time.strftime("until %Y-%m-%d", time.gmtime(key["not_after"])))
+        lines.append(f"  key         {key['kid']} {key['name']} {' '.join(limits)}".rstrip())
+    lines.append(
+        f"revocations   version {revocations['version'] or '-'}, issued "
+        f"{_age(revocations['age_seconds'])} ago, {revocations['tickets']} ticket(s), "
+        f"{revocations['keys']} key(s)"
+    )
+    lines.append(f"admissions    {info['admissions']} recorded")
+    click.echo("\n".join(lines))
+
+
+main = entry_point(cli, "gatectl")

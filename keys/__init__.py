@@ -1,0 +1,1 @@
+"""Issuer side: key pairs, trust bundles, minting and rendering tickets, revocation lists."""

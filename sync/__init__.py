@@ -1,0 +1,1 @@
+"""Store-and-forward sync between gates and the upstream collector."""
