@@ -39,8 +39,13 @@ class MemoryRevocations:
         self.tickets = set(tickets)
         self.keys = set(keys)
 
+    def revoked_by(self, kid: bytes, cti: bytes, public_key: bytes) -> str | None:
+        if (kid, cti) in self.tickets or (None, cti) in self.tickets:
+            return "ticket"
+        return "key" if public_key in self.keys else None
+
     def is_revoked(self, kid: bytes, cti: bytes, public_key: bytes) -> bool:
-        return (kid, cti) in self.tickets or (None, cti) in self.tickets or public_key in self.keys
+        return self.revoked_by(kid, cti, public_key) is not None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+"""Every command has help with an example and is described in docs/commands.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from gate.cli import cli as gatectl
+from gate.daemon import cli as gated
+from keys.cli import cli as gate_keys
+
+DOCS = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
+
+
+def commands():
+    for prog, group in (("gatectl", gatectl), ("gate-keys", gate_keys)):
+        for name, command in group.commands.items():
+            yield prog, name, command
+    yield "gated", None, gated
+
+
+@pytest.mark.parametrize(("prog", "name", "command"), list(commands()))
+def test_command_is_documented_and_has_help_with_example(prog, name, command):
+    heading = f"### `{prog} {name}" if name else f"### `{prog}"
+    assert heading in DOCS, f"{heading} missing from docs/commands.md"
+    args = [name, "--help"] if name else ["--help"]
+    group = {"gatectl": gatectl, "gate-keys": gate_keys, "gated": gated}[prog]
+    result = CliRunner().invoke(group, args, prog_name=prog)
+    assert result.exit_code == 0, result.output
+    assert "Example:" in result.output
+    assert isinstance(command, click.Command)
