@@ -42,6 +42,36 @@ def decode_one(data: bytes, what: str) -> Any:
     return item
 
 
+def _declared_map_size(data: bytes) -> int | None:
+    """The entry count in a definite-length CBOR map header, else None."""
+    major, info = data[0] >> 5, data[0] & 0x1F
+    if major != 5:
+        return None
+    if info < 24:
+        return info
+    if info <= 27:
+        width = 1 << (info - 24)
+        return int.from_bytes(data[1 : 1 + width], "big")
+    return None  # indefinite length
+
+
+def decode_map(data: bytes, what: str) -> dict:
+    """Decode exactly one CBOR map whose labels are integers or text.
+
+    Duplicate labels are malformed (RFC 9052 §1.4). Labels of other types (floats, booleans)
+    are never COSE or CWT labels and are dropped, so ``true`` cannot stand in for ``1``.
+    """
+    if not data:
+        raise Malformed(f"{what}: empty")
+    item = decode_one(data, what)
+    if not isinstance(item, Mapping):
+        raise Malformed(f"{what}: not a CBOR map")
+    declared = _declared_map_size(data)
+    if declared is not None and declared != len(item):
+        raise Malformed(f"{what}: duplicate map labels")
+    return {key: value for key, value in item.items() if type(key) in (int, str)}
+
+
 @dataclass(frozen=True)
 class Sign1:
     """A decoded COSE_Sign1 message; ``protected_bytes`` and ``payload`` are exactly as sent."""
@@ -93,9 +123,7 @@ def decode_sign1(data: bytes) -> Sign1:
         raise Malformed("COSE_Sign1: payload is not a byte string (detached payloads are not used)")
     if not isinstance(signature, bytes):
         raise Malformed("COSE_Sign1: signature is not a byte string")
-    protected = decode_one(protected_bytes, "protected header") if protected_bytes else {}
-    if not isinstance(protected, Mapping):
-        raise Malformed("protected header: not a map")
+    protected = decode_map(protected_bytes, "protected header") if protected_bytes else {}
     if HEADER_CRIT in protected:
         raise Malformed("protected header: critical headers are not supported")
     return Sign1(protected_bytes, protected, unprotected, payload, signature)
@@ -106,7 +134,7 @@ def check_eddsa(message: Sign1) -> None:
     if HEADER_ALG not in message.protected:
         raise Malformed("protected header: alg is missing")
     alg = message.alg
-    if alg != ALG_EDDSA or isinstance(alg, bool):
+    if type(alg) is not int or alg != ALG_EDDSA:
         raise Malformed(f"protected header: alg {alg!r} is not EdDSA (-8)")
     if len(message.signature) != SIGNATURE_SIZE:
         raise Malformed(f"signature: {len(message.signature)} bytes, expected {SIGNATURE_SIZE}")

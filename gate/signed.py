@@ -31,6 +31,7 @@ TRUST_BUNDLE = "gate-trust-bundle"
 REVOCATION_LIST = "gate-revocation-list"
 KINDS = {TRUST_BUNDLE: "trust bundle", REVOCATION_LIST: "revocation list"}
 MAX_DOCUMENT_SIZE = 1 << 30
+MAX_NUMBER = 1 << 63  # versions and times must fit SQLite's INTEGER
 
 
 def sign_document(body: Mapping[str, Any], root_key: nacl.signing.SigningKey) -> bytes:
@@ -47,6 +48,15 @@ def document_kind(data: bytes) -> str:
     try:
         body = decode_one(decode_sign1(data).payload, "payload")
     except Malformed as err:
+        try:
+            plain = decode_one(data, "document")
+        except Malformed:
+            plain = None
+        if isinstance(plain, Mapping) and plain.get("type") in KINDS:
+            raise SignedDocumentError(
+                f"{KINDS[plain['type']]} refused: unsigned (plain CBOR without the office "
+                "signature envelope)"
+            ) from err
         raise SignedDocumentError(f"not a signed trust bundle or revocation list: {err}") from err
     kind = body.get("type") if isinstance(body, Mapping) else None
     if kind not in KINDS:
@@ -98,7 +108,10 @@ def open_document(data: bytes, root_public_key: bytes, kind: str) -> dict[str, A
     if not isinstance(body, Mapping) or body.get("type") != kind:
         found = body.get("type") if isinstance(body, Mapping) else type(body).__name__
         raise SignedDocumentError(f"{name} refused: the document is a {found!r}, not a {name}")
-    version = body.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise SignedDocumentError(f"{name} refused: version must be a positive integer")
+    for field in ("version", "issued_at"):
+        value = body.get(field)
+        if value is None and field == "issued_at":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < MAX_NUMBER:
+            raise SignedDocumentError(f"{name} refused: {field} must be a whole number 1 to 2^63-1")
     return dict(body)

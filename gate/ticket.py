@@ -24,7 +24,7 @@ from gate.cose import (
     Malformed,
     Sign1,
     check_eddsa,
-    decode_one,
+    decode_map,
     decode_sign1,
     encode_sign1,
 )
@@ -35,6 +35,7 @@ KID_SIZE = 8
 CTI_MIN, CTI_MAX = 8, 16
 HOLDER_SIZE = 32
 PRODUCTS = ("single", "multi", "pass")
+BASE45_ALPHABET = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 
 CLAIM_ISS, CLAIM_EXP, CLAIM_NBF, CLAIM_IAT, CLAIM_CTI = 1, 4, 5, 6, 7
 CLAIM_PRODUCT, CLAIM_ZONES, CLAIM_USES, CLAIM_HOLDER, CLAIM_CATEGORY = -1, -2, -3, -4, -5
@@ -185,8 +186,11 @@ def parse_ticket(text: str) -> Ticket:
         raise Malformed(f"text is {len(text)} characters, over the {MAX_TEXT_LENGTH} limit")
     if not text.startswith(PREFIX):
         raise Malformed("not a GT1 ticket (the text does not start with 'GT1:')")
+    encoded = text[len(PREFIX) :]
+    if not BASE45_ALPHABET.issuperset(encoded):
+        raise Malformed("payload has characters outside the base45 alphabet")
     try:
-        data = base45.b45decode(text[len(PREFIX) :])
+        data = base45.b45decode(encoded)
     except Exception as err:  # the base45 package raises ValueError, or worse on odd input
         raise Malformed("payload is not valid base45") from err
     message = decode_sign1(data)
@@ -194,7 +198,7 @@ def parse_ticket(text: str) -> Ticket:
     kid = message.kid
     if not isinstance(kid, bytes):
         raise Malformed("kid: missing, or not a byte string")
-    claims = claims_from_map(decode_one(message.payload, "payload"))
+    claims = claims_from_map(decode_map(message.payload, "payload"))
     return Ticket(kid=kid, claims=claims, message=message)
 
 

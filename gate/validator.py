@@ -100,7 +100,10 @@ class UsageLedger(Protocol):
 
 
 def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):  # far beyond any calendar a gate will see
+        return f"Unix time {seconds}"
 
 
 class Validator:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _passphrase(passphrase_file: Path | None) -> str | None:
 
 def _load(path: Path, passphrase_file: Path | None) -> KeyPair:
     passphrase = _passphrase(passphrase_file)
-    if passphrase is None and is_sealed(path):
+    if passphrase is None and is_sealed(path) and sys.stdin is not None and sys.stdin.isatty():
         passphrase = click.prompt(f"Passphrase for {path}", hide_input=True)
     return load_key(path, passphrase)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gate.errors import GateError
 from gate.signed import REVOCATION_LIST, TRUST_BUNDLE, sign_document
 from gate.ticket import CTI_MAX, CTI_MIN, KID_SIZE
 from gate.trust import parse_public_key
@@ -46,7 +47,7 @@ def _key_entry(entry: Any, number: int, base_dir: Path) -> dict[str, Any]:
             public_key = parse_public_key(document["public_key"])
         else:
             public_key = parse_public_key(str(entry["public_key"]))
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, GateError) as err:
         raise DocumentSpecError(f"{where} ({name}): {err}") from err
     result: dict[str, Any] = {"name": name, "public_key": public_key}
     for field in ("not_before", "not_after"):

@@ -151,7 +151,10 @@ def load_key(path: Path, passphrase: str | None = None) -> KeyPair:
             seed = bytes.fromhex(document["seed"])
         except (KeyError, ValueError, TypeError) as err:
             raise KeyFileError(f"{path}: the seed is missing or not hex") from err
-    pair = KeyPair.from_seed(seed)
+    try:
+        pair = KeyPair.from_seed(seed)
+    except KeyFileError as err:
+        raise KeyFileError(f"{path}: {err}") from err
     if document.get("public_key") != pair.public_key.hex():
         raise KeyFileError(f"{path}: the public key does not match the private key")
     return pair

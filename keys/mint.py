@@ -101,23 +101,42 @@ def build_claims(
 
 
 def claims_from_csv(path: Path) -> Iterator[Claims]:
-    """One :class:`Claims` per CSV row; the header names the columns (see CSV_COLUMNS)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
-        if unknown or not reader.fieldnames:
-            raise MintError(
-                f"{path}: unknown columns {sorted(unknown)}; accepted: {', '.join(CSV_COLUMNS)}"
-            )
-        for line, row in enumerate(reader, 2):
-            fields = {key: (value or "").strip() for key, value in row.items() if key}
-            if not fields.get("product") or not fields.get("exp"):
-                raise MintError(f"{path}:{line}: product and exp are required")
-            optional = {k: fields.get(k) or None for k in CSV_COLUMNS[2:]}
-            try:
-                yield build_claims(product=fields["product"], exp=fields["exp"], **optional)
-            except MintError as err:
-                raise MintError(f"{path}:{line}: {err}") from err
+    """One :class:`Claims` per CSV row; the header names the columns (see CSV_COLUMNS).
+
+    Errors name the file and the line; a ticket id used twice is an error.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            yield from _claims_from_rows(csv.DictReader(handle), path)
+    except UnicodeDecodeError as err:
+        raise MintError(f"{path}: not UTF-8 text ({err.reason})") from err
+    except csv.Error as err:
+        raise MintError(f"{path}: not a readable CSV file ({err})") from err
+
+
+def _claims_from_rows(reader: csv.DictReader, path: Path) -> Iterator[Claims]:
+    unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
+    if unknown or not reader.fieldnames:
+        raise MintError(
+            f"{path}:1: unknown columns {sorted(unknown)}; accepted: {', '.join(CSV_COLUMNS)}"
+        )
+    seen: set[bytes] = set()
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise MintError(f"{path}:{line}: more cells than columns (quote cells with commas)")
+        fields = {key: (value or "").strip() for key, value in row.items()}
+        if not fields.get("product") or not fields.get("exp"):
+            raise MintError(f"{path}:{line}: product and exp are required")
+        optional = {k: fields.get(k) or None for k in CSV_COLUMNS[2:]}
+        try:
+            claims = build_claims(product=fields["product"], exp=fields["exp"], **optional)
+        except MintError as err:
+            raise MintError(f"{path}:{line}: {err}") from err
+        if claims.cti in seen:
+            raise MintError(f"{path}:{line}: ticket id {claims.cti.hex()} appears twice")
+        seen.add(claims.cti)
+        yield claims
 
 
 def make_qr(text: str) -> segno.QRCode:

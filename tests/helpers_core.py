@@ -22,7 +22,7 @@ from gate.validator import Policy, Validator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# The GT1 specification's test vector (gt1.md, "Test vector"), copied verbatim.
+# The GT1 specification's test vector (docs/ticket-format.md, "Test vector"), copied verbatim.
 SPEC_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 SPEC_PUBLIC_KEY = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
 SPEC_KID = bytes.fromhex("21fe31dfa154a261")
