@@ -2,13 +2,24 @@
 
 Durability: the connection runs in WAL mode with ``synchronous=FULL``, so every commit, and in
 particular the admission written before an accept is returned, is on disk when ``COMMIT``
-returns. Revocation imports are one transaction each: a gate holds the old list or the new one,
-never half of either. Revoked tickets sit in a WITHOUT ROWID B-tree keyed by (kid, cti), so a
-lookup is logarithmic in the size of the list.
+returns.
+
+Revocations: revoked tickets sit in a WITHOUT ROWID B-tree keyed by (generation, kid, cti), so
+a lookup is logarithmic in the size of the list. A full list is staged under a new generation
+in short transactions while the gate keeps deciding against the old one, then made current in
+one small transaction, and the old generation is deleted in short transactions afterwards: a
+gate holds the old list or the new one, never half of either, and a ten-million-entry import
+never holds the write lock for more than a fraction of a second. A delta is one transaction
+on the current generation.
+
+Usage: one WITHOUT ROWID row per admission keyed by (kid, cti, seq), so counting a ticket's
+admissions and recording a new one touch a single B-tree.
 """
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import sqlite3
 import threading
 import time
@@ -16,39 +27,43 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import sqlite_utils
 
 from gate.errors import StoreError
 
 DB_FILE_NAME = "gate.db"
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
     db.execute(
-        "CREATE TABLE revoked_ticket (kid BLOB NOT NULL, cti BLOB NOT NULL, "
-        "PRIMARY KEY (kid, cti)) WITHOUT ROWID"
+        "CREATE TABLE revoked_ticket (generation INTEGER NOT NULL, kid BLOB NOT NULL, "
+        "cti BLOB NOT NULL, PRIMARY KEY (generation, kid, cti)) WITHOUT ROWID"
     )
-    db.execute("CREATE TABLE revoked_key (public_key BLOB PRIMARY KEY) WITHOUT ROWID")
+    db.execute(
+        "CREATE TABLE revoked_key (generation INTEGER NOT NULL, public_key BLOB NOT NULL, "
+        "PRIMARY KEY (generation, public_key)) WITHOUT ROWID"
+    )
     db["revocation_state"].create(
-        {"id": int, "version": int, "issued_at": int, "imported_at": float}, pk="id"
-    )
-    db["admission"].create(
         {
             "id": int,
-            "kid": bytes,
-            "cti": bytes,
-            "product": str,
-            "at": float,
-            "gate_id": str,
-            "gate_group": str,
-            "annulled_at": float,
-            "annul_reason": str,
+            "version": int,
+            "issued_at": int,
+            "imported_at": float,
+            "generation": int,
+            "tickets": int,
+            "keys": int,
         },
         pk="id",
-        not_null={"kid", "cti", "product", "at", "gate_id", "gate_group"},
     )
-    db["admission"].create_index(["kid", "cti", "at"], index_name="admission_ticket")
+    db.execute(
+        "CREATE TABLE admission (kid BLOB NOT NULL, cti BLOB NOT NULL, seq INTEGER NOT NULL, "
+        "product TEXT NOT NULL, at REAL NOT NULL, gate_id TEXT NOT NULL, "
+        "gate_group TEXT NOT NULL, annulled_at REAL, annul_reason TEXT, "
+        "PRIMARY KEY (kid, cti, seq)) WITHOUT ROWID"
+    )
 
 
 # Named migrations, applied in order and recorded in the `migrations` table.
@@ -66,42 +81,52 @@ class RevocationState:
     keys: int
 
 
+@dataclass(frozen=True)
+class TicketUsage:
+    """A ticket's admissions so far, as recorded at this gate."""
+
+    recorded: int  # every admission ever written, annulled ones included
+    standing: int  # admissions that were not annulled
+    last_in_group: float | None  # latest standing admission in the asked anti-passback group
+
+
 class UsageView:
     """Reads of the usage records, inside a transaction opened by :class:`GateStore`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def admissions(self, kid: bytes, cti: bytes) -> int:
-        """How many admissions of this ticket stand (annulled ones do not count)."""
+    def usage(self, kid: bytes, cti: bytes, group: str) -> TicketUsage:
+        """How often this ticket was admitted, and when last in anti-passback ``group``."""
         row = self._conn.execute(
-            "SELECT count(*) FROM admission WHERE kid = ? AND cti = ? AND annulled_at IS NULL",
-            (kid, cti),
+            "SELECT count(*), count(*) FILTER (WHERE annulled_at IS NULL), "
+            "max(at) FILTER (WHERE annulled_at IS NULL AND gate_group = ?) "
+            "FROM admission WHERE kid = ? AND cti = ?",
+            (group, kid, cti),
         ).fetchone()
-        return row[0]
-
-    def last_admission(self, kid: bytes, cti: bytes, group: str) -> float | None:
-        """Time of this ticket's latest standing admission in an anti-passback group."""
-        row = self._conn.execute(
-            "SELECT max(at) FROM admission WHERE kid = ? AND cti = ? AND gate_group = ? "
-            "AND annulled_at IS NULL",
-            (kid, cti, group),
-        ).fetchone()
-        return row[0]
+        return TicketUsage(row[0], row[1], row[2])
 
 
 class UsageTransaction(UsageView):
     """Reads and the admission write of one decision, committed together."""
 
     def record_admission(
-        self, kid: bytes, cti: bytes, product: str, at: float, gate_id: str, group: str
+        self,
+        kid: bytes,
+        cti: bytes,
+        seq: int,
+        product: str,
+        at: float,
+        gate_id: str,
+        group: str,
     ) -> int:
-        cursor = self._conn.execute(
-            "INSERT INTO admission (kid, cti, product, at, gate_id, gate_group) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (kid, cti, product, at, gate_id, group),
+        """Write admission number ``seq`` (``TicketUsage.recorded + 1``) of this ticket."""
+        self._conn.execute(
+            "INSERT INTO admission (kid, cti, seq, product, at, gate_id, gate_group) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kid, cti, seq, product, at, gate_id, group),
         )
-        return cursor.lastrowid
+        return seq
 
 
 class GateStore:
@@ -118,6 +143,8 @@ class GateStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk when it returns. An accept depends on it.
             self._conn.execute("PRAGMA synchronous=FULL")
+            # Let the WAL file shrink back after a large revocation import.
+            self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._migrate()
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the gate database {self.path}: {err}") from err
@@ -181,20 +208,23 @@ class GateStore:
 
     # Revocations -----------------------------------------------------------------------------
 
+    _REVOKED_BY = (
+        "SELECT CASE "
+        "WHEN EXISTS (SELECT 1 FROM revoked_ticket WHERE generation = "
+        "(SELECT generation FROM revocation_state WHERE id = 1) AND kid = ? AND cti = ?) "
+        "THEN 'ticket' "
+        "WHEN EXISTS (SELECT 1 FROM revoked_key WHERE generation = "
+        "(SELECT generation FROM revocation_state WHERE id = 1) AND public_key = ?) "
+        "THEN 'key' END"
+    )
+
     def revoked_by(self, kid: bytes, cti: bytes, public_key: bytes) -> str | None:
         """``"ticket"`` when (kid, cti) is revoked, ``"key"`` when the issuer key is, else None."""
         with self._lock:
             try:
-                row = self._conn.execute(
-                    "SELECT CASE "
-                    "WHEN EXISTS (SELECT 1 FROM revoked_ticket WHERE kid = ? AND cti = ?) "
-                    "THEN 'ticket' "
-                    "WHEN EXISTS (SELECT 1 FROM revoked_key WHERE public_key = ?) THEN 'key' END",
-                    (kid, cti, public_key),
-                ).fetchone()
+                return self._conn.execute(self._REVOKED_BY, (kid, cti, public_key)).fetchone()[0]
             except sqlite3.Error as err:
                 raise StoreError(f"gate database {self.path}: {err}") from err
-        return row[0]
 
     def is_revoked(self, kid: bytes, cti: bytes, public_key: bytes) -> bool:
         """True when the ticket (kid, cti) or the whole issuer key is revoked."""
@@ -203,11 +233,64 @@ class GateStore:
     def revocation_state(self) -> RevocationState:
         with self._transaction("DEFERRED") as conn:
             row = conn.execute(
-                "SELECT version, issued_at, imported_at FROM revocation_state WHERE id = 1"
-            ).fetchone() or (None, None, None)
-            tickets = conn.execute("SELECT count(*) FROM revoked_ticket").fetchone()[0]
-            keys = conn.execute("SELECT count(*) FROM revoked_key").fetchone()[0]
-        return RevocationState(row[0], row[1], row[2], tickets, keys)
+                "SELECT version, issued_at, imported_at, tickets, keys "
+                "FROM revocation_state WHERE id = 1"
+            ).fetchone()
+        return RevocationState(*row) if row else RevocationState(None, None, None, 0, 0)
+
+    def _current(self, conn: sqlite3.Connection) -> tuple[int | None, int]:
+        row = conn.execute(
+            "SELECT version, generation FROM revocation_state WHERE id = 1"
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, 0)
+
+    def _check_held(self, conn: sqlite3.Connection, expect_version: int | None) -> int:
+        held, generation = self._current(conn)
+        if held != expect_version:
+            raise StoreError(
+                f"revocation list changed during import (now version {held}); try again"
+            )
+        return generation
+
+    def _delete_generations(self, keep: int, chunk: int) -> None:
+        """Delete revocation rows of every generation but ``keep``, a chunk per transaction.
+
+        Generations are found with min()/max() on the primary key, so a list of millions of
+        current rows is never scanned.
+        """
+        for table, key in (("revoked_ticket", "kid, cti"), ("revoked_key", "public_key")):
+            while True:
+                with self._transaction("DEFERRED") as conn:
+                    low, high = conn.execute(
+                        f"SELECT min(generation), max(generation) FROM {table}"
+                    ).fetchone()
+                stale = next((g for g in (low, high) if g is not None and g != keep), None)
+                if stale is None:
+                    break
+                with self._transaction() as conn:
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE (generation, {key}) IN "
+                        f"(SELECT generation, {key} FROM {table} WHERE generation = ? LIMIT ?)",
+                        (stale, chunk),
+                    )
+
+    _STAGE_SQL: ClassVar[dict[str, str]] = {
+        "revoked_ticket": "INSERT OR IGNORE INTO revoked_ticket (generation, kid, cti) "
+        "VALUES (?, ?, ?)",
+        "revoked_key": "INSERT OR IGNORE INTO revoked_key (generation, public_key) VALUES (?, ?)",
+    }
+
+    def _stage(self, table: str, rows: Iterable[tuple], generation: int, chunk: int) -> int:
+        """Insert rows under ``generation``, a chunk per transaction; returns rows added."""
+        total = 0
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, chunk)):
+            with self._transaction() as conn:
+                cursor = conn.executemany(
+                    self._STAGE_SQL[table], ((generation, *row) for row in batch)
+                )
+                total += cursor.rowcount
+        return total
 
     def replace_revocations(
         self,
@@ -220,38 +303,89 @@ class GateStore:
         remove_tickets: Iterable[tuple[bytes, bytes]] = (),
         remove_keys: Iterable[bytes] = (),
         expect_version: int | None = None,
+        chunk: int = 50_000,
     ) -> None:
-        """Apply a revocation list in one transaction.
+        """Apply a revocation list.
 
-        With ``base`` None the list is full and replaces everything held; otherwise it is a
-        delta applied on top of the held list. ``expect_version`` guards against another
-        import having landed since the caller looked (it must still be the held version).
+        With ``base`` None the list is full: it is staged under a new generation in
+        transactions of ``chunk`` rows while the held list stays in force, then made current
+        in one transaction. Otherwise it is a delta applied on the held list in one
+        transaction. ``expect_version`` guards against another import having landed since the
+        caller looked: it must still be the held version when the new list becomes current.
         """
-        with self._transaction("IMMEDIATE") as conn:
-            row = conn.execute("SELECT version FROM revocation_state WHERE id = 1").fetchone()
-            held = row[0] if row else None
-            if held != expect_version:
-                raise StoreError(
-                    f"revocation list changed during import (now version {held}); try again"
+        with self._import_lock():
+            if base is not None:
+                self._apply_delta(
+                    version, issued_at, tickets, keys, remove_tickets, remove_keys, expect_version
                 )
-            if base is None:
-                conn.execute("DELETE FROM revoked_ticket")
-                conn.execute("DELETE FROM revoked_key")
-            else:
-                conn.executemany(
-                    "DELETE FROM revoked_ticket WHERE kid = ? AND cti = ?", remove_tickets
-                )
-                conn.executemany(
-                    "DELETE FROM revoked_key WHERE public_key = ?", ((k,) for k in remove_keys)
-                )
-            conn.executemany(
-                "INSERT OR IGNORE INTO revoked_ticket (kid, cti) VALUES (?, ?)", tickets
-            )
-            conn.executemany(
-                "INSERT OR IGNORE INTO revoked_key (public_key) VALUES (?)", ((k,) for k in keys)
-            )
+                return
+            with self._transaction() as conn:
+                current = self._check_held(conn, expect_version)
+            self._delete_generations(keep=current, chunk=chunk)  # leftovers of a failed import
+            staged = current + 1
+            try:
+                ticket_count = self._stage("revoked_ticket", tickets, staged, chunk)
+                key_count = self._stage("revoked_key", ((k,) for k in keys), staged, chunk)
+                with self._transaction() as conn:
+                    self._check_held(conn, expect_version)
+                    conn.execute(
+                        "INSERT OR REPLACE INTO revocation_state (id, version, issued_at, "
+                        "imported_at, generation, tickets, keys) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                        (version, issued_at, time.time(), staged, ticket_count, key_count),
+                    )
+            finally:
+                with self._transaction() as conn:
+                    _, current = self._current(conn)
+                self._delete_generations(keep=current, chunk=chunk)
+                self._checkpoint()
+
+    def _apply_delta(
+        self, version, issued_at, tickets, keys, remove_tickets, remove_keys, expect_version
+    ) -> None:
+        with self._transaction() as conn:
+            generation = self._check_held(conn, expect_version)
+            removed_tickets = conn.executemany(
+                "DELETE FROM revoked_ticket WHERE generation = ? AND kid = ? AND cti = ?",
+                ((generation, kid, cti) for kid, cti in remove_tickets),
+            ).rowcount
+            removed_keys = conn.executemany(
+                "DELETE FROM revoked_key WHERE generation = ? AND public_key = ?",
+                ((generation, key) for key in remove_keys),
+            ).rowcount
+            added_tickets = conn.executemany(
+                "INSERT OR IGNORE INTO revoked_ticket (generation, kid, cti) VALUES (?, ?, ?)",
+                ((generation, kid, cti) for kid, cti in tickets),
+            ).rowcount
+            added_keys = conn.executemany(
+                "INSERT OR IGNORE INTO revoked_key (generation, public_key) VALUES (?, ?)",
+                ((generation, key) for key in keys),
+            ).rowcount
             conn.execute(
-                "INSERT OR REPLACE INTO revocation_state (id, version, issued_at, imported_at) "
-                "VALUES (1, ?, ?, ?)",
-                (version, issued_at, time.time()),
+                "UPDATE revocation_state SET version = ?, issued_at = ?, imported_at = ?, "
+                "tickets = tickets + ?, keys = keys + ? WHERE id = 1",
+                (
+                    version,
+                    issued_at,
+                    time.time(),
+                    max(added_tickets, 0) - max(removed_tickets, 0),
+                    max(added_keys, 0) - max(removed_keys, 0),
+                ),
             )
+
+    @contextmanager
+    def _import_lock(self) -> Iterator[None]:
+        """One revocation import at a time across processes (a lock file beside the database)."""
+        with open(self.path.with_name(self.path.name + ".import-lock"), "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it after a large import."""
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as err:
+                raise StoreError(f"gate database {self.path}: {err}") from err

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from gate.cose import Malformed
 from gate.revocations import RevocationCheck
-from gate.store import UsageTransaction, UsageView
+from gate.store import TicketUsage, UsageView
 from gate.ticket import Claims, Ticket, parse_ticket
 from gate.trust import TrustedKey, TrustStore
 
@@ -51,7 +51,7 @@ class Decision:
     kid: bytes | None = None
     claims: Claims | None = None
     key: TrustedKey | None = None
-    admission_id: int | None = None
+    admission_seq: int | None = None
     consumed: bool = False
 
     @property
@@ -76,7 +76,7 @@ class Decision:
             ),
             "claims": self.claims.to_json() if self.claims is not None else None,
             "consumed": self.consumed,
-            "admission_id": self.admission_id,
+            "admission_seq": self.admission_seq,
         }
 
 
@@ -149,6 +149,29 @@ class Validator:
                 Reason.BAD_SIGNATURE, f"signature does not verify with {names}", now, kid, claims
             )
 
+        if self.usage is None:
+            return self._judge(ticket, key, now, None, consume=False)
+        if consume:
+            # Everything from the revocation lookup to the admission runs in one write
+            # transaction: a list imported meanwhile cannot slip between check and admission,
+            # and the accept leaves this block only after COMMIT has reached the disk.
+            with self.usage.usage_transaction() as tx:
+                return self._judge(ticket, key, now, tx, consume=True)
+        with self.usage.usage_snapshot() as view:
+            return self._judge(ticket, key, now, view, consume=False)
+
+    def _judge(
+        self,
+        ticket: Ticket,
+        key: TrustedKey,
+        now: float,
+        usage: UsageView | None,
+        *,
+        consume: bool,
+    ) -> Decision:
+        """The checks after the signature, in spec order; records the admission if asked."""
+        claims, kid = ticket.claims, ticket.kid
+
         def reject(reason: Reason, detail: str) -> Decision:
             return Decision(reason, detail, now, kid, claims, key)
 
@@ -170,19 +193,20 @@ class Validator:
                 return reject(
                     Reason.WRONG_ZONE, f"issuer key {key.name} is not trusted in zone {zone}"
                 )
-        if self.usage is None:
-            return Decision(Reason.OK, "valid (usage not checked)", now, kid, claims, key)
+        if usage is None:
+            return reject(Reason.OK, "valid (usage not checked)")
+        group = self.policy.passback_group
+        recorded = usage.usage(kid, claims.cti, group)
+        refusal = self._usage_refusal(recorded, ticket, now)
+        if refusal:
+            return reject(*refusal)
         if not consume:
-            with self.usage.usage_snapshot() as view:
-                refusal = self._usage_refusal(view, ticket, now)
-            return reject(*refusal) if refusal else reject(Reason.OK, "valid (dry run)")
-        with self.usage.usage_transaction() as tx:
-            refusal = self._usage_refusal(tx, ticket, now)
-            if refusal:
-                return reject(*refusal)
-            admission_id = self._admit(tx, ticket, now)
+            return reject(Reason.OK, "valid (dry run)")
+        seq = usage.record_admission(
+            kid, claims.cti, recorded.recorded + 1, claims.product, now, self.policy.gate_id, group
+        )
         return Decision(
-            Reason.OK, "admitted", now, kid, claims, key, admission_id=admission_id, consumed=True
+            Reason.OK, "admitted", now, kid, claims, key, admission_seq=seq, consumed=True
         )
 
     def _timing(self, claims: Claims, key: TrustedKey, now: float) -> tuple[Reason, str] | None:
@@ -197,17 +221,18 @@ class Validator:
             return Reason.EXPIRED, f"issuer key {key.name} expired {_when(key.not_after)}"
         return None
 
-    def _usage_refusal(self, view: UsageView, ticket: Ticket, now: float) -> tuple | None:
+    def _usage_refusal(
+        self, usage: TicketUsage, ticket: Ticket, now: float
+    ) -> tuple[Reason, str] | None:
         claims = ticket.claims
         if claims.product == "single":
-            if view.admissions(ticket.kid, claims.cti) >= 1:
+            if usage.standing >= 1:
                 return Reason.USED, "single ticket already used"
         elif claims.product == "multi":
-            used = view.admissions(ticket.kid, claims.cti)
-            if used >= claims.uses:
+            if usage.standing >= claims.uses:
                 return Reason.USED, f"all {claims.uses} uses spent"
         elif self.policy.passback_window > 0:
-            last = view.last_admission(ticket.kid, claims.cti, self.policy.passback_group)
+            last = usage.last_in_group
             if last is not None and now - last < self.policy.passback_window:
                 wait = int(self.policy.passback_window - (now - last)) + 1
                 return (
@@ -216,13 +241,3 @@ class Validator:
                     f"valid again in {wait} s",
                 )
         return None
-
-    def _admit(self, tx: UsageTransaction, ticket: Ticket, now: float) -> int:
-        return tx.record_admission(
-            ticket.kid,
-            ticket.claims.cti,
-            ticket.claims.product,
-            now,
-            self.policy.gate_id,
-            self.policy.passback_group,
-        )

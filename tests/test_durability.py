@@ -35,7 +35,7 @@ def test_sigkill_right_after_accept_keeps_the_admission(gate):
         daemon.wait(timeout=10)
         assert daemon.returncode == -signal.SIGKILL
         assert decision["decision"] == "accept"
-        assert decision["admission_id"] is not None
+        assert decision["admission_seq"] is not None
         # After the "restart", the same ticket is used: the admission survived.
         again = run_script("gated", "--config", str(gate.config), input=text + "\n")
         assert json.loads(again.stdout)["reason"] == "used"

@@ -60,7 +60,7 @@ def test_ok_admits_and_records(validator, store):
     decision = validator.decide(ticket(), now=NOW)
     assert decision.reason is Reason.OK
     assert decision.accepted and decision.decision == "accept"
-    assert decision.consumed and decision.admission_id is not None
+    assert decision.consumed and decision.admission_seq is not None
     assert decision.key.public_key == public_key(ISSUER)
     assert store.admission_count() == 1
     assert decision.to_json()["reason"] == "ok"
@@ -386,7 +386,7 @@ def test_dry_run_never_records(validator, store):
     for _ in range(2):
         decision = validator.decide(text, now=NOW, consume=False)
         assert decision.reason is Reason.OK
-        assert not decision.consumed and decision.admission_id is None
+        assert not decision.consumed and decision.admission_seq is None
     assert store.admission_count() == 0
     consumed = validator.decide(text, now=NOW)
     assert consumed.reason is Reason.OK and consumed.consumed
@@ -440,7 +440,7 @@ def test_rejected_decisions_never_write_an_admission(store):
             decision = validator.decide(text, now=NOW + 1, consume=consume)
             assert decision.reason is expected, (expected, decision.detail)
             assert not decision.accepted and not decision.consumed
-            assert decision.admission_id is None
+            assert decision.admission_seq is None
             assert store.admission_count() == before
         seen.add(expected)
     assert seen == set(Reason) - {Reason.OK}
