@@ -18,6 +18,7 @@ import click
 
 from gate.cli_errors import entry_point
 from gate.config import CONFIG_ENV, default_config_path, load_config
+from gate.errors import StoreError
 from gate.state import GateState
 
 
@@ -49,8 +50,13 @@ def cli(config: Path | None, check_config: bool) -> None:
             if not text:
                 continue
             started = time.perf_counter()
-            decision = validator.decide(text)
-            record = decision.to_json() | {
+            try:
+                record = validator.decide(text).to_json()
+            except StoreError as err:
+                # The gate cannot record an admission, so it cannot admit: stay closed, say
+                # why, and keep serving.
+                record = {"decision": "reject", "reason": "gate_fault", "detail": str(err)}
+            record |= {
                 "gate_id": settings.gate_id,
                 "source": "stdin",
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3),
