@@ -6,8 +6,9 @@ Prints p50 and p99 figures, beside their targets, for:
   ``synchronous=FULL``), with 1 million and 10 million revoked tickets in the gate database;
 - the same decision as a dry run (``consume=False``), for comparison;
 - ``GateStore.is_revoked`` for a random mix of present and absent entries;
-- the floor the decision stands on, measured alone in the same run: one Ed25519 verify
-  (libsodium) and one bare ``BEGIN IMMEDIATE``/``INSERT``/``COMMIT`` on a FULL WAL database.
+- the floor the decision stands on, each part measured alone in the same run: parsing one
+  ticket, one Ed25519 verify (libsodium) and one bare ``BEGIN IMMEDIATE``/``INSERT``/``COMMIT``
+  on a FULL WAL database (taken again right before each size's accepts, as fsync time drifts).
 
 The revocation databases are built once with ``GateStore.replace_revocations`` and cached under
 ``.cache/bench/``; every run works on a fresh copy, so the cached file never changes.
@@ -53,6 +54,8 @@ SEED = "gate-bench-validate"
 GENERATOR_FORMAT = 1
 ISSUERS = 4
 REVOKED_KEYS = 4
+IDLE = 0.0002  # seconds asleep before each call of the 'idle' row, about one fsync
+
 NOW = 1_795_564_800  # 2026-11-25 00:00 UTC; every ticket is valid then
 CTI_SPACE = 2**128
 
@@ -91,12 +94,18 @@ class Figures:
         return self.samples[-1]
 
 
-def timed(calls: Sequence[Callable[[], object]], warmup: int) -> Figures:
-    """Run ``calls`` in order, timing each one; the first ``warmup`` ones are not counted."""
+def timed(calls: Sequence[Callable[[], object]], warmup: int, idle: float = 0.0) -> Figures:
+    """Run ``calls`` in order, timing each one; the first ``warmup`` ones are not counted.
+
+    With ``idle`` > 0 the process sleeps that many seconds before each call (not timed), as a
+    gate waits between passengers.
+    """
     gc.collect()
     samples = []
     clock = time.perf_counter_ns
     for number, call in enumerate(calls):
+        if idle:
+            time.sleep(idle)
         start = clock()
         call()
         elapsed = clock() - start
@@ -188,7 +197,7 @@ def parse_size(text: str) -> int:
     text = text.strip().lower()
     factor = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
     digits = text[:-1] if factor > 1 else text
-    if not digits.isdigit() or int(digits) < ISSUERS:
+    if not digits.isdigit() or int(digits) * factor < ISSUERS:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1m, 10m, 100k)")
     return int(digits) * factor
 
@@ -306,22 +315,24 @@ def mint_tickets(issuer: nacl.signing.SigningKey, decisions: int, warmup: int) -
 # Measurements -----------------------------------------------------------------------------------
 
 
-class Miscount(Exception):
+class UnexpectedResult(Exception):
     """A measured call did not give the answer the benchmark set it up to give."""
 
 
 def measure_decisions(
-    validator: Validator, texts: list[str], warmup: int, consume: bool
+    validator: Validator, texts: list[str], warmup: int, consume: bool, idle: float = 0.0
 ) -> Figures:
     def decide(text: str) -> Callable[[], None]:
         def call() -> None:
             decision = validator.decide(text, NOW, consume=consume)
             if not decision.accepted or decision.consumed is not consume:
-                raise Miscount(f"expected an accept, got {decision.reason}: {decision.detail}")
+                raise UnexpectedResult(
+                    f"expected an accept, got {decision.reason}: {decision.detail}"
+                )
 
         return call
 
-    return timed([decide(text) for text in texts], warmup)
+    return timed([decide(text) for text in texts], warmup, idle)
 
 
 def measure_lookups(
@@ -332,7 +343,7 @@ def measure_lookups(
     def lookup(kid: bytes, cti: bytes, expected: bool) -> Callable[[], None]:
         def call() -> None:
             if store.is_revoked(kid, cti, public_key) is not expected:
-                raise Miscount(f"is_revoked({kid.hex()}, {cti.hex()}) is not {expected}")
+                raise UnexpectedResult(f"is_revoked({kid.hex()}, {cti.hex()}) is not {expected}")
 
         return call
 
@@ -350,9 +361,9 @@ def measure_verify(text: str, key: TrustedKey, count: int, warmup: int) -> Figur
     return timed([lambda: key.verify_key.verify(signed, signature)] * (warmup + count), warmup)
 
 
-def measure_commit(run_dir: Path, count: int, warmup: int) -> Figures:
-    """A bare BEGIN IMMEDIATE / INSERT / COMMIT on a WAL database with synchronous=FULL."""
-    conn = sqlite3.connect(run_dir / "commit-floor.db", isolation_level=None)
+def measure_commit(path: Path, count: int, warmup: int) -> Figures:
+    """A bare BEGIN IMMEDIATE / INSERT / COMMIT on a new WAL database with synchronous=FULL."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("CREATE TABLE admission (id INTEGER PRIMARY KEY, kid BLOB, cti BLOB, at REAL)")
@@ -389,11 +400,11 @@ def _verdict(passed: bool) -> str:
 
 def figure_row(name: str, figures: Figures, unit: Callable[[int], str], target: str = "") -> str:
     cells = f"{unit(figures.p50)}  {unit(figures.p99)}  {unit(figures.max)}"
-    return f"  {name:<38} {cells}  {target}".rstrip()
+    return f"  {name:<47} {cells}  {target}".rstrip()
 
 
 def header_row(name: str) -> str:
-    return f"  {name:<38} {'p50':>11}  {'p99':>11}  {'max':>11}  target"
+    return f"  {name:<47} {'p50':>11}  {'p99':>11}  {'max':>11}  target"
 
 
 def decision_target(figures: Figures) -> tuple[str, bool]:
@@ -464,19 +475,20 @@ class Run:
     warmup: int
 
 
+COMMIT_FLOOR = "bare BEGIN IMMEDIATE/INSERT/COMMIT"
+
+
 def measure_floor(run: Run, run_dir: Path) -> None:
+    """The parts a decision cannot go below, each measured alone."""
     text = run.tickets.admit[0]
-    print("\nfloor, each measured alone")
-    print(header_row("operation"))
-    print(
-        figure_row(
-            "parse_ticket (base45 + CBOR)", measure_parse(text, run.decisions, run.warmup), _ms
-        )
-    )
+    parse = measure_parse(text, run.decisions, run.warmup)
     verify = measure_verify(text, run.key, run.decisions, run.warmup)
-    print(figure_row("Ed25519 verify (libsodium)", verify, _ms))
-    commit = measure_commit(run_dir, run.decisions, run.warmup)
-    print(figure_row("BEGIN IMMEDIATE/INSERT/COMMIT, WAL FULL", commit, _ms))
+    commit = measure_commit(run_dir / "commit-floor.db", run.decisions, run.warmup)
+    print("\nfloor, each part measured alone")
+    print(header_row("operation"))
+    print(figure_row("parse_ticket (base45 + CBOR)", parse, _ms))
+    print(figure_row("Ed25519 verify (libsodium, one ticket)", verify, _ms))
+    print(figure_row(f"{COMMIT_FLOOR} (WAL, FULL)", commit, _ms))
 
 
 def measure_size(run: Run, size: int, run_dir: Path) -> list[bool]:
@@ -488,15 +500,35 @@ def measure_size(run: Run, size: int, run_dir: Path) -> list[bool]:
         print(header_row("path"))
         validator = Validator(run.trust, store, store, Policy(gate_id="bench"))
         tickets = run.tickets
+        # The disk's fsync time drifts; its floor is taken again right before the accepts.
+        commit_db = run_dir / f"commit-floor-{size_label(size)}.db"
+        commit = measure_commit(commit_db, run.decisions, run.warmup)
         admit = measure_decisions(validator, tickets.admit, tickets.warmup, consume=True)
         dry = measure_decisions(validator, tickets.dry_run, tickets.warmup, consume=False)
+        dry_idle = measure_decisions(
+            validator, tickets.dry_run, tickets.warmup, consume=False, idle=IDLE
+        )
         lookups = measure_lookups(store, revoked, run.key.public_key, run.lookups, run.warmup)
         admit_target, admit_ok = decision_target(admit)
         lookup_text, lookup_ok = lookup_target(lookups)
         print(figure_row("decide, accept + durable write", admit, _ms, admit_target))
+        print(figure_row(f"  floor: {COMMIT_FLOOR}", commit, _ms, "(measured just before)"))
         print(figure_row("decide, dry run (consume=False)", dry, _ms, "(for comparison)"))
+        print(
+            figure_row(
+                f"  the same, {IDLE * 1e3:g} ms idle before each", dry_idle, _ms, "(CPU gone cold)"
+            )
+        )
         print(figure_row("is_revoked, 50% present, random", lookups, _us, lookup_text))
+    for working in (store.path, *_sidecars(store.path)):
+        working.unlink(missing_ok=True)  # free the disk before the next size
     return [admit_ok, lookup_ok]
+
+
+def count(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"not a count of at least 2: {text!r}")
+    return int(text)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -509,8 +541,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=lambda text: [parse_size(part) for part in text.split(",")],
         help="revocation list sizes, comma separated (default 1m,10m; with --quick 1m)",
     )
-    parser.add_argument("--decisions", type=int, help="timed decisions per path (default 2000)")
-    parser.add_argument("--lookups", type=int, help="timed revocation lookups (default 20000)")
+    parser.add_argument("--decisions", type=count, help="timed decisions per path (default 2000)")
+    parser.add_argument("--lookups", type=count, help="timed revocation lookups (default 20000)")
     parser.add_argument("--quick", action="store_true", help="a short run: 1m, 200 decisions")
     args = parser.parse_args(argv)
     quick = args.quick
