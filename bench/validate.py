@@ -383,6 +383,24 @@ def measure_commit(path: Path, count: int, warmup: int) -> Figures:
         conn.close()
 
 
+def measure_fdatasync(path: Path, count: int, warmup: int) -> Figures:
+    """The disk alone: overwrite one 4 KiB block of a preallocated file and fdatasync it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    block = b"\0" * 4096
+    try:
+        os.ftruncate(fd, len(block) * 64)
+        offsets = iter(range(warmup + count))
+
+        def sync() -> None:
+            os.pwrite(fd, block, (next(offsets) % 64) * len(block))
+            os.fdatasync(fd)
+
+        return timed([sync] * (warmup + count), warmup)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+
+
 # Report -----------------------------------------------------------------------------------------
 
 
@@ -484,11 +502,13 @@ def measure_floor(run: Run, run_dir: Path) -> None:
     parse = measure_parse(text, run.decisions, run.warmup)
     verify = measure_verify(text, run.key, run.decisions, run.warmup)
     commit = measure_commit(run_dir / "commit-floor.db", run.decisions, run.warmup)
+    disk = measure_fdatasync(run_dir / "fdatasync-floor", run.decisions, run.warmup)
     print("\nfloor, each part measured alone")
     print(header_row("operation"))
     print(figure_row("parse_ticket (base45 + CBOR)", parse, _ms))
     print(figure_row("Ed25519 verify (libsodium, one ticket)", verify, _ms))
     print(figure_row(f"{COMMIT_FLOOR} (WAL, FULL)", commit, _ms))
+    print(figure_row("the disk alone: pwrite 4 KiB + fdatasync", disk, _ms))
 
 
 def measure_size(run: Run, size: int, run_dir: Path) -> list[bool]:
