@@ -12,6 +12,40 @@ Every error names the file, the key and what is accepted. Defaults live here and
     [antipassback]
     group = "north-hall"            # gates sharing one anti-passback group (default: the gate id)
     window = 600                    # seconds a pass is refused after entering (0: off)
+
+    [camera]                        # absent or enabled = false: no camera
+    source = "/dev/video0"          # device index, /dev/videoN, a video file or a URL
+    width = 640                     # optional capture size and rate
+    height = 480
+    fps = 30
+    decoder = "zxing"               # zxing | pyzbar | zxing+pyzbar (pyzbar when zxing finds none)
+    dedup_window = 2.0              # seconds: one decision per code held in view
+
+    [serial]                        # a line-based 2D barcode scanner
+    url = "/dev/ttyACM0"            # anything serial.serial_for_url opens
+    baudrate = 9600
+    terminator = "CR"               # CR | LF | CRLF; only the terminator is trimmed
+    prefix = ""                     # stripped when the scanner adds them
+    suffix = ""
+    max_line = 1024                 # longer lines are dropped with a warning
+
+    [nfc]                           # a PN532 reader on a UART (HSU)
+    url = "/dev/ttyS0"
+    baudrate = 115200
+
+    [gpio]                          # absent: no turnstile (decisions are logged only)
+    pin_factory = "default"         # default | lgpio (Pi 5) | rpigpio | pigpio | native | mock
+    relay_pin = 17                  # BCM numbers
+    relay_active_high = true
+    relay_mode = "hold"             # hold: open until passage or timeout; pulse: one pulse
+    pulse_seconds = 0.5
+    passage_timeout = 8.0           # no passage by then: relock and annul the admission
+    passage_pin = 27
+    green_pin = 22
+    red_pin = 23
+    buzzer_pin = 24
+    emergency_pin = 25              # fire/emergency input: holds the gate open while active
+    emergency_active_high = false   # false: a normally-closed alarm contact that opens on alarm
 """
 
 from __future__ import annotations
@@ -34,7 +68,80 @@ MAX_SECONDS = 7 * 24 * 3600
 SECTIONS = {
     "gate": {"id", "zone", "state_dir", "root_public_key", "clock_skew"},
     "antipassback": {"group", "window"},
+    "camera": {"enabled", "source", "width", "height", "fps", "decoder", "dedup_window"},
+    "serial": {
+        "enabled",
+        "url",
+        "baudrate",
+        "terminator",
+        "prefix",
+        "suffix",
+        "max_line",
+    },
+    "nfc": {"enabled", "url", "baudrate"},
+    "gpio": {
+        "pin_factory",
+        "relay_pin",
+        "relay_active_high",
+        "relay_mode",
+        "pulse_seconds",
+        "passage_timeout",
+        "passage_pin",
+        "passage_active_high",
+        "green_pin",
+        "red_pin",
+        "buzzer_pin",
+        "emergency_pin",
+        "emergency_active_high",
+    },
 }
+DECODERS = ("zxing", "pyzbar", "zxing+pyzbar")
+TERMINATORS = ("CR", "LF", "CRLF")
+PIN_FACTORIES = ("default", "lgpio", "rpigpio", "pigpio", "native", "mock")
+RELAY_MODES = ("hold", "pulse")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str | int
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    decoder: str = "zxing"
+    dedup_window: float = 2.0
+
+
+@dataclass(frozen=True)
+class SerialConfig:
+    url: str
+    baudrate: int = 9600
+    terminator: str = "CR"
+    prefix: str = ""
+    suffix: str = ""
+    max_line: int = 1024
+
+
+@dataclass(frozen=True)
+class NfcConfig:
+    url: str
+    baudrate: int = 115200
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    pin_factory: str = "default"
+    relay_pin: int = 17
+    relay_active_high: bool = True
+    relay_mode: str = "hold"
+    pulse_seconds: float = 0.5
+    passage_timeout: float = 8.0
+    passage_pin: int | None = None
+    passage_active_high: bool = True
+    green_pin: int | None = None
+    red_pin: int | None = None
+    buzzer_pin: int | None = None
+    emergency_pin: int | None = None
+    emergency_active_high: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +156,10 @@ class GateConfig:
     clock_skew: int = DEFAULT_CLOCK_SKEW
     passback_group: str = ""
     passback_window: int = DEFAULT_PASSBACK_WINDOW
+    camera: CameraConfig | None = None
+    serial: SerialConfig | None = None
+    nfc: NfcConfig | None = None
+    gpio: GpioConfig | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +198,32 @@ class _Reader:
             raise self.fail(key, f"expected {_describe(kind)}, got {value!r}")
         return value
 
+    def number(self, section: str, name: str, default: float | None, low: float, high: float):
+        key = f"{section}.{name}"
+        value = self.data.get(section, {}).get(name, default)
+        if value is None:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise self.fail(key, f"expected a number, got {value!r}")
+        if not low <= value <= high:
+            raise self.fail(key, f"must be {low:g} to {high:g}, not {value}")
+        return value
+
+    def choice(self, section: str, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(section, name, str, default)
+        if value not in choices:
+            raise self.fail(f"{section}.{name}", f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def pin(self, section: str, name: str, default: int | None = None) -> int | None:
+        value = self.get(section, name, int, default)
+        if value is not None and not 0 <= value <= 53:
+            raise self.fail(f"{section}.{name}", f"a BCM GPIO number 0 to 53, not {value}")
+        return value
+
+    def enabled(self, section: str) -> bool:
+        return section in self.data and self.get(section, "enabled", bool, True)
+
     def seconds(self, section: str, name: str, default: int) -> int:
         value = self.get(section, name, int, default)
         if not 0 <= value <= MAX_SECONDS:
@@ -95,7 +232,7 @@ class _Reader:
 
 
 def _describe(kind: type) -> str:
-    return {str: "a string", int: "a whole number"}.get(kind, kind.__name__)
+    return {str: "a string", int: "a whole number", bool: "true or false"}.get(kind, kind.__name__)
 
 
 def load_config(path: Path | str | None = None) -> GateConfig:
@@ -142,6 +279,7 @@ def parse_config(data: dict, path: Path) -> GateConfig:
     group = reader.get("antipassback", "group", str, gate_id)
     if not group.strip():
         raise reader.fail("antipassback.group", "must not be empty")
+    devices = _devices(reader)
     state_path = Path(state_dir)
     if not state_path.is_absolute():
         state_path = (path.parent / state_path).resolve()
@@ -154,4 +292,56 @@ def parse_config(data: dict, path: Path) -> GateConfig:
         clock_skew=reader.seconds("gate", "clock_skew", DEFAULT_CLOCK_SKEW),
         passback_group=group,
         passback_window=reader.seconds("antipassback", "window", DEFAULT_PASSBACK_WINDOW),
+        **devices,
     )
+
+
+def _devices(reader: _Reader) -> dict[str, Any]:
+    """The [camera], [serial], [nfc] and [gpio] sections; a reader section that is absent or
+    has ``enabled = false`` is off."""
+    devices: dict[str, Any] = {}
+    if reader.enabled("camera"):
+        source = reader.data["camera"].get("source")
+        if isinstance(source, bool) or not isinstance(source, int | str) or source == "":
+            raise reader.fail(
+                "camera.source", "required: a device index, /dev/videoN, a file or a URL"
+            )
+        devices["camera"] = CameraConfig(
+            source=source,
+            width=reader.get("camera", "width", int),
+            height=reader.get("camera", "height", int),
+            fps=reader.number("camera", "fps", None, 1, 240),
+            decoder=reader.choice("camera", "decoder", "zxing", DECODERS),
+            dedup_window=reader.number("camera", "dedup_window", 2.0, 0, 60),
+        )
+    if reader.enabled("serial"):
+        devices["serial"] = SerialConfig(
+            url=reader.get("serial", "url", str, required=True),
+            baudrate=reader.get("serial", "baudrate", int, 9600),
+            terminator=reader.choice("serial", "terminator", "CR", TERMINATORS),
+            prefix=reader.get("serial", "prefix", str, ""),
+            suffix=reader.get("serial", "suffix", str, ""),
+            max_line=int(reader.number("serial", "max_line", 1024, 16, 65536)),
+        )
+    if reader.enabled("nfc"):
+        devices["nfc"] = NfcConfig(
+            url=reader.get("nfc", "url", str, required=True),
+            baudrate=reader.get("nfc", "baudrate", int, 115200),
+        )
+    if "gpio" in reader.data:
+        devices["gpio"] = GpioConfig(
+            pin_factory=reader.choice("gpio", "pin_factory", "default", PIN_FACTORIES),
+            relay_pin=reader.pin("gpio", "relay_pin", 17),
+            relay_active_high=reader.get("gpio", "relay_active_high", bool, True),
+            relay_mode=reader.choice("gpio", "relay_mode", "hold", RELAY_MODES),
+            pulse_seconds=reader.number("gpio", "pulse_seconds", 0.5, 0.05, 10),
+            passage_timeout=reader.number("gpio", "passage_timeout", 8.0, 0.5, 120),
+            passage_pin=reader.pin("gpio", "passage_pin"),
+            passage_active_high=reader.get("gpio", "passage_active_high", bool, True),
+            green_pin=reader.pin("gpio", "green_pin"),
+            red_pin=reader.pin("gpio", "red_pin"),
+            buzzer_pin=reader.pin("gpio", "buzzer_pin"),
+            emergency_pin=reader.pin("gpio", "emergency_pin"),
+            emergency_active_high=reader.get("gpio", "emergency_active_high", bool, False),
+        )
+    return devices

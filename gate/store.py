@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import json
 import sqlite3
 import threading
 import time
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import sqlite_utils
 
@@ -66,8 +67,30 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_scan_log(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE scan_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, "
+        "kind TEXT NOT NULL, source TEXT, decision TEXT, reason TEXT, detail TEXT, "
+        "kid BLOB, cti BLOB, admission_seq INTEGER, latency_ms REAL, data TEXT)"
+    )
+
+
 # Named migrations, applied in order and recorded in the `migrations` table.
-MIGRATIONS = (("001_initial", _m001_initial),)
+MIGRATIONS = (("001_initial", _m001_initial), ("002_scan_log", _m002_scan_log))
+
+LOG_FIELDS = (
+    "at",
+    "kind",
+    "source",
+    "decision",
+    "reason",
+    "detail",
+    "kid",
+    "cti",
+    "admission_seq",
+    "latency_ms",
+    "data",
+)
 
 
 @dataclass(frozen=True)
@@ -201,6 +224,51 @@ class GateStore:
         """A read-only view of the usage records, for dry runs."""
         with self._transaction("DEFERRED") as conn:
             yield UsageView(conn)
+
+    def annul_admission(self, kid: bytes, cti: bytes, seq: int, reason: str, at: float) -> bool:
+        """Mark an admission as not having happened (nobody walked through); durable.
+
+        The row stays, so the history shows the admission and why it was annulled. Returns
+        False when there was no such standing admission.
+        """
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE admission SET annulled_at = ?, annul_reason = ? "
+                "WHERE kid = ? AND cti = ? AND seq = ? AND annulled_at IS NULL",
+                (at, reason, kid, cti, seq),
+            )
+            return cursor.rowcount == 1
+
+    # Scan log --------------------------------------------------------------------------------
+
+    def append_log(self, record: dict[str, Any]) -> int:
+        """Append one decision or event to the scan log, durably; returns its sequence number.
+
+        ``record`` holds any of LOG_FIELDS; ``data`` may be a dict (stored as JSON).
+        """
+        unknown = set(record) - set(LOG_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown scan log fields {sorted(unknown)}")
+        values = dict(record)
+        if isinstance(values.get("data"), dict):
+            values["data"] = json.dumps(values["data"], sort_keys=True)
+        columns = ", ".join(values)
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO scan_log ({columns}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+            return cursor.lastrowid
+
+    def recent_log(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest scan log records, newest first."""
+        with self._transaction("DEFERRED") as conn:
+            cursor = conn.execute(
+                f"SELECT seq, {', '.join(LOG_FIELDS)} FROM scan_log ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            )
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def admission_count(self) -> int:
         with self._transaction("DEFERRED") as conn:

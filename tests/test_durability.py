@@ -23,7 +23,7 @@ def test_sigkill_right_after_accept_keeps_the_admission(gate):
     tickets = [_single(gate, n) for n in range(5)]
     for text in tickets:
         daemon = subprocess.Popen(
-            [str(BIN / "gated"), "--config", str(gate.config)],
+            [str(BIN / "gated"), "--stdin", "--config", str(gate.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -37,7 +37,7 @@ def test_sigkill_right_after_accept_keeps_the_admission(gate):
         assert decision["decision"] == "accept"
         assert decision["admission_seq"] is not None
         # After the "restart", the same ticket is used: the admission survived.
-        again = run_script("gated", "--config", str(gate.config), input=text + "\n")
+        again = run_script("gated", "--stdin", "--config", str(gate.config), input=text + "\n")
         assert json.loads(again.stdout)["reason"] == "used"
     with GateStore.in_state_dir(gate.dir / "state") as store:
         assert store.admission_count() == len(tickets)

@@ -137,7 +137,7 @@ def test_check_against_the_gate_is_a_dry_run(gate):
         result = gate.gatectl("check", "--json", "--", text)
         assert json.loads(result.stdout)["reason"] == "ok", result.stdout
     # consuming decision through gated, then check reports it as used
-    result = run_script("gated", "--config", str(gate.config), input=text + "\n")
+    result = run_script("gated", "--stdin", "--config", str(gate.config), input=text + "\n")
     assert json.loads(result.stdout)["reason"] == "ok"
     result = gate.gatectl("check", "--json", "--", text)
     assert json.loads(result.stdout)["reason"] == "used"
