@@ -81,7 +81,7 @@ class HealthCell:
                 return
             self._health = Health(state, reason, time.time())
             health = self._health
-        log.info("%s: %s %s", self.name, state.value, reason)
+        log.info("%s is %s: %s", self.name, state.value, reason or "-")
         for listener in list(self.listeners):
             listener(self.name, health)
 
@@ -108,6 +108,10 @@ class CodeReader(ABC):
     def _close(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def diagnostics(self) -> dict:
+        """Counters and details for technicians (lines dropped, frames decoded, ...)."""
+        return {}
+
     def close(self) -> None:
         """Release the device; idempotent."""
         try:
@@ -128,10 +132,14 @@ class CodeReader(ABC):
             try:
                 self._open()
                 self.health.set(HealthState.OK, "")
-                backoff = self.backoff_initial
+                opened = time.monotonic()
                 while not stop.is_set():
                     for presentation in self._read(self.read_timeout):
                         deliver(presentation)
+                    if time.monotonic() - opened > self.backoff_max:
+                        # Reset only once the device has stayed up, so one that opens and
+                        # fails at once does not flap between ok and failed.
+                        backoff = self.backoff_initial
             except (DriverUnavailable, DriverInitError, DriverOperationError) as err:
                 self.health.set(HealthState.FAILED, str(err))
             except GateError as err:
