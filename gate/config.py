@@ -46,6 +46,9 @@ Every error names the file, the key and what is accepted. Defaults live here and
     buzzer_pin = 24
     emergency_pin = 25              # fire/emergency input: holds the gate open while active
     emergency_active_high = false   # false: a normally-closed alarm contact that opens on alarm
+    emergency_pull = "down"         # up | down | none; default: towards the active level, so a
+                                    # cut wire opens the gate (see docs/hardware.md)
+    passage_pull = "down"           # default: towards the inactive level
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ SECTIONS = {
         "passage_timeout",
         "passage_pin",
         "passage_active_high",
+        "passage_pull",
+        "emergency_pull",
         "green_pin",
         "red_pin",
         "buzzer_pin",
@@ -99,6 +104,7 @@ DECODERS = ("zxing", "pyzbar", "zxing+pyzbar")
 TERMINATORS = ("CR", "LF", "CRLF")
 PIN_FACTORIES = ("default", "lgpio", "rpigpio", "pigpio", "native", "mock")
 RELAY_MODES = ("hold", "pulse")
+PULLS = ("up", "down", "none")
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,8 @@ class GpioConfig:
     buzzer_pin: int | None = None
     emergency_pin: int | None = None
     emergency_active_high: bool = False
+    passage_pull: str | None = None
+    emergency_pull: str | None = None
 
 
 @dataclass(frozen=True)
@@ -296,6 +304,12 @@ def parse_config(data: dict, path: Path) -> GateConfig:
     )
 
 
+def _pull(reader: _Reader, name: str) -> str | None:
+    if name not in reader.data.get("gpio", {}):
+        return None
+    return reader.choice("gpio", name, "none", PULLS)
+
+
 def _devices(reader: _Reader) -> dict[str, Any]:
     """The [camera], [serial], [nfc] and [gpio] sections; a reader section that is absent or
     has ``enabled = false`` is off."""
@@ -343,5 +357,7 @@ def _devices(reader: _Reader) -> dict[str, Any]:
             buzzer_pin=reader.pin("gpio", "buzzer_pin"),
             emergency_pin=reader.pin("gpio", "emergency_pin"),
             emergency_active_high=reader.get("gpio", "emergency_active_high", bool, False),
+            passage_pull=_pull(reader, "passage_pull"),
+            emergency_pull=_pull(reader, "emergency_pull"),
         )
     return devices

@@ -88,10 +88,9 @@ def build_turnstile(config: GateConfig, pin_factory: Any = None):
     g = config.gpio
     if g is None:
         return None
-    turnstile_module = "drivers.gpio.turnstile"
     if pin_factory is None:
-        pin_factory = load(f"{turnstile_module}:make_pin_factory")(g.pin_factory)
-    return load(f"{turnstile_module}:Turnstile")(
+        pin_factory = load("drivers.gpio.pins:make_pin_factory")(g.pin_factory)
+    return load("drivers.gpio.turnstile:Turnstile")(
         relay_pin=g.relay_pin,
         relay_active_high=g.relay_active_high,
         relay_mode=g.relay_mode,
@@ -104,6 +103,8 @@ def build_turnstile(config: GateConfig, pin_factory: Any = None):
         passage_active_high=g.passage_active_high,
         emergency_pin=g.emergency_pin,
         emergency_active_high=g.emergency_active_high,
+        passage_pull=g.passage_pull,
+        emergency_pull=g.emergency_pull,
         pin_factory=pin_factory,
     )
 
@@ -143,6 +144,8 @@ class GateDaemon:
             cell.listeners.append(self._on_health)
         if turnstile is not None:
             turnstile.on_emergency.append(self._on_emergency)
+            if turnstile.emergency_active:  # already active at start-up
+                self._on_emergency(True)
 
     # Events from other threads ---------------------------------------------------------------
 

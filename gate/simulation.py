@@ -43,7 +43,7 @@ def _fake(name: str) -> Any:
             "video": "drivers.camera.fake:generate_video",
             "pty-scanner": "drivers.serial.fake:PtyScanner",
             "pn532": "drivers.nfc.sim:SimulatedPN532",
-            "mock-pins": "drivers.gpio.turnstile:make_pin_factory",
+            "mock-pins": "drivers.gpio.pins:make_pin_factory",
         }[name]
     )
 
@@ -176,6 +176,7 @@ class SimulatedGate:
             f"buzzer_pin = {PINS['buzzer']}",
             f"emergency_pin = {PINS['emergency']}",
             "emergency_active_high = true",
+            'emergency_pull = "down"',
             f"passage_timeout = {self.passage_timeout}",
         ]
         path = self.work / "gate.toml"
