@@ -208,4 +208,62 @@ def status(ctx, as_json) -> None:
     click.echo("\n".join(lines))
 
 
+# The names drivers.camera.decoders.DECODER_NAMES accepts (tests check the two agree); the
+# camera modules are imported only when the command runs, as gate/ imports no concrete driver.
+SCAN_DECODERS = ("zxing", "pyzbar", "zxing+pyzbar")
+
+
+def _shown(text: str) -> str:
+    """``text`` on one line: control characters (CR, LF, ...) escaped, spaces kept."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
+@cli.command(name="scan-image")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, one object a file.")
+@click.option(
+    "--decoder",
+    type=click.Choice(SCAN_DECODERS),
+    default="zxing",
+    show_default=True,
+    help="QR decoder; zxing+pyzbar tries pyzbar when zxing-cpp finds nothing.",
+)
+@click.pass_context
+def scan_image(ctx, files, as_json, decoder) -> None:
+    """Decode the QR codes in image files (PNG, JPEG, ...) with the camera's decoders.
+
+    A check of a printed ticket or a photo of one. Every code found is shown, GT1 or not;
+    the gate's configuration is not used. --json prints a list with one object a file, in
+    order: {"file": PATH, "codes": [TEXT, ...]}, plus "error" when the file could not be read.
+    Exit code 1 if any file could not be read, else 0 (also when no code was found).
+
+    Example: gatectl scan-image --json ticket-0001.png photo.jpg
+    """
+    from drivers.registry import load
+
+    make_image_decoder = load("drivers.camera.scan:make_image_decoder")
+    scan = load("drivers.camera.scan:scan_image")
+    chosen = make_image_decoder(decoder)
+    results: list[dict[str, Any]] = []
+    for path in files:
+        entry: dict[str, Any] = {"file": str(path), "codes": []}
+        try:
+            entry["codes"] = scan(path, chosen)
+        except GateError as err:
+            entry["error"] = str(err)
+            click.echo(f"gatectl: error: {err}", err=True)
+        results.append(entry)
+        if not as_json and "error" not in entry:
+            for code in entry["codes"]:
+                click.echo(f"{path}: {_shown(code)}")
+            if not entry["codes"]:
+                click.echo(f"{path}: no QR code found")
+    if as_json:
+        click.echo(json.dumps(results))
+    ctx.exit(1 if any("error" in entry for entry in results) else 0)
+
+
 main = entry_point(cli, "gatectl")
