@@ -10,8 +10,8 @@ Writing a code reader: subclass :class:`CodeReader` and override
   :class:`DriverUnavailable` when it cannot;
 - ``_read(timeout)`` (must) wait at most ``timeout`` seconds and return the presentations
   seen, possibly none; raise :class:`DriverOperationError` when the device fails or vanishes;
-- ``_close()``  (may) release the device; it must be safe to call more than once and after a
-  failed ``_open``.
+- ``_close()``  (may) release the device; it must be safe to call more than once, after a
+  failed ``_open``, and from another thread while ``_read`` is waiting (shutdown).
 
 :meth:`CodeReader.run` does the shared bookkeeping: it reconnects with exponential backoff,
 keeps the health up to date, and delivers each presentation to the decision loop.
@@ -131,10 +131,12 @@ class CodeReader(ABC):
         while not stop.is_set():
             try:
                 self._open()
-                self.health.set(HealthState.OK, "")
                 opened = time.monotonic()
                 while not stop.is_set():
-                    for presentation in self._read(self.read_timeout):
+                    presentations = self._read(self.read_timeout)
+                    # ok only once a read has worked, not merely the open
+                    self.health.set(HealthState.OK, "")
+                    for presentation in presentations:
                         deliver(presentation)
                     if time.monotonic() - opened > self.backoff_max:
                         # Reset only once the device has stayed up, so one that opens and
