@@ -205,6 +205,18 @@ def status(ctx, as_json) -> None:
         f"{revocations['keys']} key(s)"
     )
     lines.append(f"admissions    {info['admissions']} recorded")
+    daemon = info["daemon"]
+    if daemon is None:
+        lines.append("gated         has not run with this state directory")
+    else:
+        age = daemon.get("age_seconds")
+        stale = " (STALE: gated is not running?)" if age is not None and age > 10 else ""
+        lines.append(f"gated         {daemon.get('gate')}, reported {_age(age)} ago{stale}")
+        if daemon.get("emergency"):
+            lines.append("  EMERGENCY   the emergency input holds the gate open")
+        for name, device in (daemon.get("devices") or {}).items():
+            reason = f": {device.get('reason')}" if device.get("reason") else ""
+            lines.append(f"  {name:11} {device.get('state')}{reason}")
     click.echo("\n".join(lines))
 
 

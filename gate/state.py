@@ -3,6 +3,7 @@ a validator. ``gated`` and ``gatectl`` both start here."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,19 @@ class GateState:
             "revocation list", revocations.version, f"{what}, {added} added, {removed} removed"
         )
 
+    def daemon_health(self, now: float) -> dict[str, Any] | None:
+        """What gated last wrote to health.json, with its age; None if it never ran here."""
+        path = self.config.state_dir / "health.json"
+        try:
+            health = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            return {"gate": "unknown", "error": f"{path}: {err}"}
+        if isinstance(health, dict) and isinstance(health.get("at"), int | float):
+            health["age_seconds"] = round(now - health["at"], 1)
+        return health
+
     def status(self, now: float | None = None) -> dict[str, Any]:
         """Versions and ages of the held documents, counts, and where the state lives."""
         now = time.time() if now is None else now
@@ -123,4 +137,5 @@ class GateState:
                 "keys": revocations.keys,
             },
             "admissions": self.store.admission_count(),
+            "daemon": self.daemon_health(now),
         }

@@ -28,6 +28,16 @@ def events(sim: SimulatedGate, kind: str) -> list[dict]:
     return [r for r in sim.records if r["kind"] == kind]
 
 
+def _status(sim: SimulatedGate) -> dict:
+    import json
+
+    from helpers_cli import run_script
+
+    result = run_script("gatectl", "--config", str(sim.config_path), "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def cti_of(text: str) -> str:
     from gate.ticket import parse_ticket
 
@@ -129,6 +139,10 @@ def test_with_the_camera_gone_the_serial_reader_is_served_and_the_camera_comes_b
         assert wait(lambda: camera.health.get().state == "failed")
         assert daemon.health()["devices"]["camera"]["state"] == "failed"
         assert daemon.health()["gate"] == "degraded"
+        # A technician sees it with gatectl status (from the health file gated writes).
+        assert wait(lambda: _status(sim)["daemon"]["devices"]["camera"]["state"] == "failed")
+        status = _status(sim)["daemon"]
+        assert status["gate"] == "degraded" and status["age_seconds"] < 5
         sim.scanner.send(sim.issuers.ticket("single"))
         assert wait(lambda: [d["reason"] for d in sim.decisions("serial")] == ["ok"])
         # The camera comes back: the reader picks it up and decides on what it sees.
