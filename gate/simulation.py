@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,16 @@ from keys.keyfile import KeyPair, save_key
 
 DAY = 86400
 PINS = {"relay": 17, "passage": 27, "green": 22, "red": 23, "buzzer": 24, "emergency": 25}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll ``predicate`` every 20 ms until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
 
 
 def _fake(name: str) -> Any:
@@ -224,14 +235,6 @@ class SimulatedGate:
             if r["kind"] == "decision" and (source is None or r["source"] == source)
         ]
 
-    def wait_for(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return predicate()
-
     def relay_pulses(self) -> int:
         """How many times the relay pin went from locked to open (from the pin's history)."""
         states = [state for _, state in _pin_history(self.pin_factory.pin(PINS["relay"]))]
@@ -355,7 +358,7 @@ def _run_script(sim: SimulatedGate, started: float) -> int:
     daemon = sim.start(stop_when_idle=done.is_set)
     print("== decisions (time, reader, decision, reason, capture-to-relay latency, detail)")
     # pyserial empties the input buffer when it opens a port: feed once the readers are up.
-    sim.wait_for(lambda: all(r.health.get().state == "ok" for r in daemon.readers), 15)
+    wait_until(lambda: all(r.health.get().state == "ok" for r in daemon.readers), 15)
 
     issuers = sim.issuers
     walk_away = issuers.ticket("single")
@@ -377,7 +380,7 @@ def _run_script(sim: SimulatedGate, started: float) -> int:
     sim.pn532.remove_tag()
 
     # Wait for the video to end, then the walk-away and the emergency, in a quiet gate.
-    sim.wait_for(lambda: len(sim.decisions("camera")) >= sum(expected_camera.values()), 90)
+    wait_until(lambda: len(sim.decisions("camera")) >= sum(expected_camera.values()), 90)
     time.sleep(1.0)
     sim.passenger.stay_next.set()
     sim.scanner.send(walk_away)

@@ -50,6 +50,15 @@ passphrase_option = click.option(
 )
 
 
+root_option = click.option(
+    "--root",
+    "root_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The office root key file.",
+)
+
+
 @click.group()
 def cli() -> None:
     """Issuer and office tools: keys, tickets, trust bundles, revocation lists.
@@ -220,13 +229,7 @@ def issue(
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--root",
-    "root_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The office root key file.",
-)
+@root_option
 @passphrase_option
 @click.option("--version", type=int, help="Bundle version (overrides the spec's).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -256,13 +259,7 @@ def _public_key_or_file(text: str) -> bytes:
 
 
 @cli.command()
-@click.option(
-    "--root",
-    "root_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The office root key file.",
-)
+@root_option
 @passphrase_option
 @click.option("--version", type=int, required=True, help="This list's version.")
 @click.option("--base", type=int, help="Make a delta on top of this version.")

@@ -9,15 +9,7 @@ import time
 import pytest
 
 from gate.simulation import PINS, SimulatedGate
-
-
-def wait(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+from gate.simulation import wait_until as wait
 
 
 def ctis(records) -> list[str | None]:
