@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import sqlite_utils
 
 from gate.errors import StoreError
+from gate.scanlog import GENESIS, record_hash
 
 DB_FILE_NAME = "gate.db"
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
@@ -75,8 +76,29 @@ def _m002_scan_log(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_scan_log_chain(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE scan_log ADD COLUMN prev_hash BLOB")
+    db.execute("ALTER TABLE scan_log ADD COLUMN hash BLOB")
+    db.execute("CREATE TABLE sync_state (name TEXT PRIMARY KEY, value) WITHOUT ROWID")
+    prev = GENESIS
+    names = ("seq", *LOG_FIELDS)
+    rows = db.execute(f"SELECT {', '.join(names)} FROM scan_log ORDER BY seq").fetchall()
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        digest = record_hash(prev, record)
+        db.execute(
+            "UPDATE scan_log SET prev_hash = ?, hash = ? WHERE seq = ?",
+            (prev, digest, record["seq"]),
+        )
+        prev = digest
+
+
 # Named migrations, applied in order and recorded in the `migrations` table.
-MIGRATIONS = (("001_initial", _m001_initial), ("002_scan_log", _m002_scan_log))
+MIGRATIONS = (
+    ("001_initial", _m001_initial),
+    ("002_scan_log", _m002_scan_log),
+    ("003_scan_log_chain", _m003_scan_log_chain),
+)
 
 LOG_FIELDS = (
     "at",
@@ -252,13 +274,41 @@ class GateStore:
         values = dict(record)
         if isinstance(values.get("data"), dict):
             values["data"] = json.dumps(values["data"], sort_keys=True)
-        columns = ", ".join(values)
         with self._transaction() as conn:
-            cursor = conn.execute(
+            last = conn.execute(
+                "SELECT seq, hash FROM scan_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            values["seq"] = seq
+            values["prev_hash"] = prev
+            values["hash"] = record_hash(prev, values)
+            columns = ", ".join(values)
+            conn.execute(
                 f"INSERT INTO scan_log ({columns}) VALUES ({', '.join('?' * len(values))})",
                 tuple(values.values()),
             )
-            return cursor.lastrowid
+            return seq
+
+    def log_records(self, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        """Scan log records with seq > ``after_seq``, oldest first, hashes included."""
+        names = ("seq", *LOG_FIELDS, "prev_hash", "hash")
+        with self._transaction("DEFERRED") as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(names)} FROM scan_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def sync_value(self, name: str, default: Any = None) -> Any:
+        with self._transaction("DEFERRED") as conn:
+            row = conn.execute("SELECT value FROM sync_state WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else default
+
+    def set_sync_value(self, name: str, value: Any) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO sync_state (name, value) VALUES (?, ?)", (name, value)
+            )
 
     def recent_log(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest scan log records, newest first."""
