@@ -278,4 +278,36 @@ def scan_image(ctx, files, as_json, decoder) -> None:
     ctx.exit(1 if any("error" in entry for entry in results) else 0)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def provision(ctx, as_json) -> None:
+    """Make this gate's own Ed25519 key pair (once) and print what the office enrols.
+
+    The private key stays in the state directory (mode 0600); running it again shows the
+    existing identity and changes nothing.
+
+    Example: gatectl provision
+    """
+    from sync.identity import device_key_path
+    from sync.identity import provision as make_identity
+
+    config = load_config(_config_path(ctx))
+    pair, created = make_identity(config.state_dir)
+    info = {
+        "gate_id": config.gate_id,
+        "public_key": pair.public_key.hex(),
+        "kid": pair.kid.hex(),
+        "key_file": str(device_key_path(config.state_dir)),
+        "created": created,
+    }
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    click.echo(f"gate        {info['gate_id']}")
+    click.echo(f"public key  {info['public_key']}")
+    click.echo(f"key file    {info['key_file']} ({'new' if created else 'already there'})")
+    click.echo(f"enrol it at the office: gate-office enrol {info['gate_id']} {info['public_key']}")
+
+
 main = entry_point(cli, "gatectl")
