@@ -14,7 +14,8 @@ MAX_LINE = 4096
 
 
 class StreamReader(CodeReader):
-    """One code per line read from ``fd``; at end of input ``ended`` is set.
+    """One code per line read from ``fd``; at end of input ``ended`` is set (a last line
+    without a terminator still counts).
 
     Lines longer than ``MAX_LINE`` bytes are dropped; bytes that are not UTF-8 become U+FFFD
     (the validator then rejects the code as malformed).
@@ -33,13 +34,16 @@ class StreamReader(CodeReader):
             raise DriverOperationError(f"{self.name}: end of input")
 
     def _read(self, timeout: float) -> list[Presentation]:
+        if self.ended:  # the end of input is not a fault: nothing more will come
+            time.sleep(timeout)
+            return []
         ready, _, _ = select.select([self.fd], [], [], timeout)
         if not ready:
             return []
         chunk = os.read(self.fd, 65536)
         if not chunk:
             self.ended = True
-            raise DriverOperationError(f"{self.name}: end of input")
+            chunk = b"\n" if self._buffer else b""  # a last line without its terminator
         if self._first_byte is None:
             self._first_byte = time.monotonic()
         self._buffer += chunk

@@ -18,6 +18,7 @@ from gate.config import CONFIG_ENV, default_config_path, load_config
 from gate.errors import GateError
 from gate.revocations import MemoryRevocations
 from gate.state import GateState, policy_for
+from gate.store import LOG_FIELDS as LOG_COLUMNS
 from gate.ticket import CTI_MAX, CTI_MIN, KID_SIZE
 from gate.trust import TrustStore, parse_public_key
 from gate.validator import Decision, Policy, Validator
@@ -308,6 +309,126 @@ def provision(ctx, as_json) -> None:
     click.echo(f"public key  {info['public_key']}")
     click.echo(f"key file    {info['key_file']} ({'new' if created else 'already there'})")
     click.echo(f"enrol it at the office: gate-office enrol {info['gate_id']} {info['public_key']}")
+
+
+def _when_option(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from keys.mint import parse_time
+
+    return float(parse_time(value, "time"))
+
+
+def _log_row(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in record.items()}
+
+
+def _print_log_line(record: dict[str, Any]) -> None:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["at"]))
+    if record["kind"] == "decision":
+        latency = record.get("latency_ms")
+        shown = f"{latency:7.1f} ms" if latency is not None else "         "
+        click.echo(
+            f"{record['seq']:>7} {when} {record['source'] or '-':7} {record['decision']:6} "
+            f"{record['reason']:13} {shown}  {record.get('detail') or ''}"
+        )
+    else:
+        click.echo(
+            f"{record['seq']:>7} {when} {record['source'] or '-':7} event  "
+            f"{record['kind']:13}             {record.get('detail') or ''}"
+        )
+
+
+log_filters = [
+    click.option("--since", help="From this time (Unix seconds or ISO 8601, local time UTC)."),
+    click.option("--until", help="Before this time."),
+    click.option("--decision", type=click.Choice(["accept", "reject"])),
+    click.option("--reason", help="A reason code, e.g. expired, or gate_fault."),
+    click.option("--kind", help="decision, or an event: boot, device_failed, annulled, ..."),
+]
+
+
+def _with_log_filters(function):
+    for option in reversed(log_filters):
+        function = option(function)
+    return function
+
+
+@cli.command()
+@_with_log_filters
+@click.option("--limit", default=100, show_default=True, help="At most this many records.")
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write CSV to this file (a USB stick) instead of printing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def scans(ctx, since, until, decision, reason, kind, limit, csv_file, as_json) -> None:
+    """Query the gate's own scan log: decisions and events, oldest first.
+
+    Example: gatectl scans --since 2026-11-25T06:00 --reason expired --csv /media/usb/scans.csv
+    """
+    import csv
+
+    with GateState(load_config(_config_path(ctx))) as state:
+        records = state.store.query_log(
+            since=_when_option(since),
+            until=_when_option(until),
+            kind=kind,
+            decision=decision,
+            reason=reason,
+            limit=limit,
+        )
+    rows = [_log_row(record) for record in records]
+    if csv_file is not None:
+        with open(csv_file, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["seq", *LOG_COLUMNS])
+            writer.writeheader()
+            writer.writerows(rows)
+        click.echo(f"{len(rows)} record(s) written to {csv_file}", err=True)
+    elif as_json:
+        click.echo(json.dumps(rows))
+    else:
+        for record in records:
+            _print_log_line(record)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--count", type=int, help="Stop after this many records.")
+@click.option("--last", default=5, show_default=True, help="Show this many past records first.")
+@click.pass_context
+def monitor(ctx, as_json, count, last) -> None:
+    """Follow the gate's decisions and events live, as gated logs them (Ctrl-C stops).
+
+    Example: gatectl monitor --last 20
+    """
+    shown = 0
+    with GateState(load_config(_config_path(ctx))) as state:
+        backlog = list(reversed(state.store.query_log(limit=last, newest_first=True)))
+        after = backlog[-1]["seq"] if backlog else 0
+        if not backlog:
+            newest = state.store.query_log(limit=1, newest_first=True)
+            after = newest[0]["seq"] if newest else 0
+        pending = backlog
+        try:
+            while count is None or shown < count:
+                for record in pending:
+                    if as_json:
+                        click.echo(json.dumps(_log_row(record)))
+                    else:
+                        _print_log_line(record)
+                    sys.stdout.flush()
+                    shown += 1
+                    after = record["seq"]
+                    if count is not None and shown >= count:
+                        return
+                time.sleep(0.2)
+                pending = state.store.query_log(after_seq=after, limit=100)
+        except KeyboardInterrupt:
+            pass
 
 
 main = entry_point(cli, "gatectl")

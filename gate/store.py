@@ -310,15 +310,44 @@ class GateStore:
                 "INSERT OR REPLACE INTO sync_state (name, value) VALUES (?, ?)", (name, value)
             )
 
-    def recent_log(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest scan log records, newest first."""
+    def query_log(
+        self,
+        *,
+        after_seq: int = 0,
+        since: float | None = None,
+        until: float | None = None,
+        kind: str | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+        limit: int = 1000,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Scan log records matching every filter given (times are Unix seconds, ``until``
+        exclusive), oldest first unless ``newest_first``."""
+        clauses, params = ["seq > ?"], [after_seq]
+        for column, operator, value in (
+            ("at", ">=", since),
+            ("at", "<", until),
+            ("kind", "=", kind),
+            ("decision", "=", decision),
+            ("reason", "=", reason),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {operator} ?")
+                params.append(value)
+        order = "DESC" if newest_first else "ASC"
         with self._transaction("DEFERRED") as conn:
             cursor = conn.execute(
-                f"SELECT seq, {', '.join(LOG_FIELDS)} FROM scan_log ORDER BY seq DESC LIMIT ?",
-                (limit,),
+                f"SELECT seq, {', '.join(LOG_FIELDS)} FROM scan_log "
+                f"WHERE {' AND '.join(clauses)} ORDER BY seq {order} LIMIT ?",
+                (*params, limit),
             )
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def recent_log(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest scan log records, newest first."""
+        return self.query_log(limit=limit, newest_first=True)
 
     def admission_count(self) -> int:
         with self._transaction("DEFERRED") as conn:
