@@ -5,7 +5,7 @@ Every error names the file, the key and what is accepted. Defaults live here and
     [gate]
     id = "north-01"                 # this gate's id, as it appears in logs
     zone = "A"                      # the fare zone this gate stands in
-    state_dir = "/var/lib/gated"    # database and held trust bundle
+    state_dir = "/var/lib/gate"     # database, held trust bundle, device key
     root_public_key = "d75a98..."   # office root key (64 hex digits or base64)
     clock_skew = 30                 # seconds of clock error tolerated on nbf/exp
 
@@ -62,7 +62,7 @@ from typing import Any
 from gate.errors import ConfigError
 from gate.trust import parse_public_key
 
-DEFAULT_CONFIG_PATH = Path("/etc/gated/gated.toml")
+DEFAULT_CONFIG_PATH = Path("/etc/gate/gate.toml")
 CONFIG_ENV = "GATE_CONFIG"
 DEFAULT_CLOCK_SKEW = 30
 DEFAULT_PASSBACK_WINDOW = 600

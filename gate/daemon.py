@@ -404,7 +404,7 @@ def print_json_decision(record: dict[str, Any]) -> None:
 def cli(config, check_config, use_stdin, simulate, keep, verbose) -> None:
     """Run the gate: readers → validate → turnstile → scan log.
 
-    Example: gated --config /etc/gated/gated.toml
+    Example: gated --config /etc/gate/gate.toml
 
     Example: gated --simulate
     """
