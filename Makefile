@@ -19,6 +19,14 @@ $(STAMP): pyproject.toml
 	    echo "warning: libzbar0 is missing; run 'sudo apt-get install libzbar0' for pyzbar" >&2; \
 	  fi; \
 	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing postgresql (for the collector's PostgreSQL backend and its tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "warning: PostgreSQL is missing; the collector's PostgreSQL tests will be skipped ('sudo apt-get install postgresql')" >&2; \
+	  fi; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[test]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	touch $(STAMP)

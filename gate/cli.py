@@ -206,6 +206,20 @@ def status(ctx, as_json) -> None:
         f"{revocations['keys']} key(s)"
     )
     lines.append(f"admissions    {info['admissions']} recorded")
+    sync = info.get("sync")
+    if sync is None:
+        lines.append("sync          not configured, or never ran")
+    elif "error" in sync and len(sync) == 1:
+        lines.append(f"sync          {sync['error']}")
+    else:
+        last = sync.get("last_success_at")
+        ago = _age(time.time() - last) + " ago" if last else "never"
+        lines.append(
+            f"sync          {sync.get('state')}, last success {ago}, backlog "
+            f"{sync.get('backlog')}, clock offset {sync.get('clock_offset')} s"
+        )
+        if sync.get("last_error"):
+            lines.append(f"  last error  {sync['last_error']}")
     daemon = info["daemon"]
     if daemon is None:
         lines.append("gated         has not run with this state directory")

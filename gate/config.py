@@ -33,6 +33,15 @@ Every error names the file, the key and what is accepted. Defaults live here and
     url = "/dev/ttyS0"
     baudrate = 115200
 
+    [sync]                          # absent or enabled = false: offline only
+    collector_url = "https://collector.example:8470"
+    interval = 5.0                  # seconds between sync cycles when all is well
+    batch_size = 500                # scan records per upload (at most 1000)
+    connect_timeout = 3.0
+    read_timeout = 10.0
+    ca_file = ""                    # a PEM CA bundle for the collector's certificate
+    backoff_cap = 60.0              # longest wait between retries after failures
+
     [gpio]                          # absent: no turnstile (decisions are logged only)
     pin_factory = "default"         # default | lgpio (Pi 5) | rpigpio | pigpio | native | mock
     relay_pin = 17                  # BCM numbers
@@ -82,6 +91,16 @@ SECTIONS = {
         "max_line",
     },
     "nfc": {"enabled", "url", "baudrate"},
+    "sync": {
+        "enabled",
+        "collector_url",
+        "interval",
+        "batch_size",
+        "connect_timeout",
+        "read_timeout",
+        "ca_file",
+        "backoff_cap",
+    },
     "gpio": {
         "pin_factory",
         "relay_pin",
@@ -134,6 +153,17 @@ class NfcConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    collector_url: str
+    interval: float = 5.0
+    batch_size: int = 500
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    ca_file: Path | None = None
+    backoff_cap: float = 60.0
+
+
+@dataclass(frozen=True)
 class GpioConfig:
     pin_factory: str = "default"
     relay_pin: int = 17
@@ -168,6 +198,7 @@ class GateConfig:
     serial: SerialConfig | None = None
     nfc: NfcConfig | None = None
     gpio: GpioConfig | None = None
+    sync: SyncConfig | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -341,6 +372,22 @@ def _devices(reader: _Reader) -> dict[str, Any]:
         devices["nfc"] = NfcConfig(
             url=reader.get("nfc", "url", str, required=True),
             baudrate=reader.get("nfc", "baudrate", int, 115200),
+        )
+    if reader.enabled("sync"):
+        url = reader.get("sync", "collector_url", str, required=True)
+        if not url.startswith(("http://", "https://")):
+            raise reader.fail(
+                "sync.collector_url", f"must be an http:// or https:// URL, not {url!r}"
+            )
+        ca_file = reader.get("sync", "ca_file", str, "")
+        devices["sync"] = SyncConfig(
+            collector_url=url.rstrip("/"),
+            interval=reader.number("sync", "interval", 5.0, 0.5, 3600),
+            batch_size=int(reader.number("sync", "batch_size", 500, 1, 1000)),
+            connect_timeout=reader.number("sync", "connect_timeout", 3.0, 0.1, 60),
+            read_timeout=reader.number("sync", "read_timeout", 10.0, 0.5, 300),
+            ca_file=(reader.path.parent / ca_file).resolve() if ca_file else None,
+            backoff_cap=reader.number("sync", "backoff_cap", 60.0, 1, 3600),
         )
     if "gpio" in reader.data:
         devices["gpio"] = GpioConfig(

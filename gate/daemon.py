@@ -137,6 +137,7 @@ class GateDaemon:
         self.store_health = HealthCell("store")
         self.store_health.set(HealthState.OK, "")
         self._threads: list[threading.Thread] = []
+        self.sync_agent = None
         self._last_status = ""
         self.counts: dict[str, int] = {}
         self.latencies_ms: list[float] = []
@@ -219,6 +220,7 @@ class GateDaemon:
                 thread.start()
                 self._threads.append(thread)
             self._log_event(GateEvent("boot", "gated", f"gate {self.config.gate_id} started"))
+            self._start_sync()
             self.notifier.ready(f"serving {len(self.readers)} reader(s)")
             next_health = 0.0
             while not self.stop.is_set():
@@ -238,11 +240,37 @@ class GateDaemon:
         finally:
             self.shutdown()
 
+    def _start_sync(self) -> None:
+        """The sync agent: a thread with its own database connection (see sync/agent.py)."""
+        s = self.config.sync
+        if s is None:
+            return
+        try:
+            from sync.agent import SyncAgent
+
+            self.sync_agent = SyncAgent(
+                self.config.state_dir,
+                self.config.gate_id,
+                s.collector_url,
+                self.config.root_public_key,
+                batch_size=s.batch_size,
+                interval=s.interval,
+                timeout=(s.connect_timeout, s.read_timeout),
+                backoff_cap=s.backoff_cap,
+                ca_file=s.ca_file,
+                health_provider=self.health,
+            )
+            self.sync_agent.start(self.stop)
+        except GateError as err:  # e.g. not provisioned: keep deciding offline
+            self._log_event(GateEvent("sync_disabled", "sync", str(err)))
+
     def shutdown(self) -> None:
         self.stop.set()
         self.notifier.stopping()
         for thread in self._threads:
             thread.join(timeout=2)
+        if self.sync_agent is not None:
+            self.sync_agent.stop(timeout=2)
         for reader in self.readers:
             reader.close()
         if self.turnstile is not None:

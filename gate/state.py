@@ -102,6 +102,14 @@ class GateState:
             health["age_seconds"] = round(now - health["at"], 1)
         return health
 
+    def _json_file(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.config.state_dir / name).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            return {"error": f"{name}: {err}"}
+
     def status(self, now: float | None = None) -> dict[str, Any]:
         """Versions and ages of the held documents, counts, and where the state lives."""
         now = time.time() if now is None else now
@@ -138,4 +146,5 @@ class GateState:
             },
             "admissions": self.store.admission_count(),
             "daemon": self.daemon_health(now),
+            "sync": self._json_file("sync.json"),
         }

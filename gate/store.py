@@ -272,6 +272,9 @@ class GateStore:
         if unknown:
             raise ValueError(f"unknown scan log fields {sorted(unknown)}")
         values = dict(record)
+        for real in ("at", "latency_ms"):  # REAL columns: hash what will be read back
+            if values.get(real) is not None:
+                values[real] = float(values[real])
         if isinstance(values.get("data"), dict):
             values["data"] = json.dumps(values["data"], sort_keys=True)
         with self._transaction() as conn:

@@ -11,12 +11,19 @@ from click.testing import CliRunner
 from gate.cli import cli as gatectl
 from gate.daemon import cli as gated
 from keys.cli import cli as gate_keys
+from sync.collector.cli import cli as gate_collector
+from sync.office import cli as gate_office
 
 DOCS = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
 
 
 def commands():
-    for prog, group in (("gatectl", gatectl), ("gate-keys", gate_keys)):
+    for prog, group in (
+        ("gatectl", gatectl),
+        ("gate-keys", gate_keys),
+        ("gate-office", gate_office),
+        ("gate-collector", gate_collector),
+    ):
         for name, command in group.commands.items():
             yield prog, name, command
     yield "gated", None, gated
@@ -27,7 +34,13 @@ def test_command_is_documented_and_has_help_with_example(prog, name, command):
     heading = f"### `{prog} {name}" if name else f"### `{prog}"
     assert heading in DOCS, f"{heading} missing from docs/commands.md"
     args = [name, "--help"] if name else ["--help"]
-    group = {"gatectl": gatectl, "gate-keys": gate_keys, "gated": gated}[prog]
+    group = {
+        "gatectl": gatectl,
+        "gate-keys": gate_keys,
+        "gate-office": gate_office,
+        "gate-collector": gate_collector,
+        "gated": gated,
+    }[prog]
     result = CliRunner().invoke(group, args, prog_name=prog)
     assert result.exit_code == 0, result.output
     assert "Example:" in result.output
