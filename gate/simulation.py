@@ -12,8 +12,12 @@ relay opens, except once, to show the passage timeout and its annulment.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import base45
+import httpx
 
 from drivers.registry import load
 from gate.config import load_config
@@ -129,6 +134,77 @@ class Passenger:
         self._thread.join(timeout=2)
 
 
+class LocalCollector:
+    """A real ``gate-collector`` on 127.0.0.1 with a SQLite database in the work directory."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.token = os.urandom(16).hex()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, root_public_key: bytes) -> None:
+        log = open(self.work / "collector.log", "wb")  # noqa: SIM115 - kept for the process
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gate-collector"),
+                "serve",
+                "--db",
+                f"sqlite:///{self.work / 'collector.db'}",
+                "--port",
+                str(self.port),
+                "--token",
+                self.token,
+                "--root-public-key",
+                root_public_key.hex(),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_until(self._answers, 20):
+            raise RuntimeError(f"the collector did not start; see {self.work / 'collector.log'}")
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def office(self, method: str, path: str, **kwargs) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        answer = httpx.request(method, self.url + path, headers=headers, timeout=5, **kwargs)
+        answer.raise_for_status()
+        return answer.json()
+
+    def enrol(self, gate_id: str, public_key: bytes) -> None:
+        self.office(
+            "POST", "/v1/office/gates", json={"gate_id": gate_id, "public_key": public_key.hex()}
+        )
+
+    def last_seq(self, gate_id: str) -> int:
+        try:
+            gates = self.office("GET", "/v1/office/gates")
+        except httpx.HTTPError:
+            return 0
+        for gate in gates.get("gates", gates if isinstance(gates, list) else []):
+            if gate.get("gate_id") == gate_id:
+                return gate.get("last_seq") or 0
+        return 0
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 class SimulatedGate:
     """A provisioned gate in ``work`` whose devices are all fakes."""
 
@@ -140,8 +216,10 @@ class SimulatedGate:
         serial: bool = True,
         nfc: bool = True,
         passage_timeout: float = 1.5,
+        collector: bool = False,
     ) -> None:
         self.work = work
+        self.collector = LocalCollector(work) if collector else None
         self.issuers = Issuers()
         self.revoked_text = self.issuers.ticket()
         self.video = work / "camera.avi"
@@ -182,6 +260,8 @@ class SimulatedGate:
             lines += ["[serial]", f'url = "{self.scanner.path}"', 'terminator = "CR"', ""]
         if nfc:
             lines += ["[nfc]", f'url = "{self.pn532.device}"', ""]
+        if self.collector is not None:
+            lines += ["[sync]", f'collector_url = "{self.collector.url}"', "interval = 1.0", ""]
         lines += [
             "[gpio]",
             'pin_factory = "mock"',
@@ -208,6 +288,12 @@ class SimulatedGate:
         self.state = GateState(self.config)
         for name in ("trust-v1.cose", "revocations-v1.cose"):
             self.state.import_document(self.work / name)
+        if self.collector is not None:
+            from sync.identity import provision
+
+            device, _ = provision(self.config.state_dir)
+            self.collector.start(self.issuers.root.public_key)
+            self.collector.enrol(self.config.gate_id, device.public_key)
         self.turnstile = build_turnstile(self.config, pin_factory=self.pin_factory)
         self.passenger = Passenger(self.pin_factory)
         self.passenger.start()
@@ -252,7 +338,7 @@ class SimulatedGate:
         passenger = getattr(self, "passenger", None)
         if passenger is not None:
             passenger.stop()
-        for fake in (self.scanner, self.pn532):
+        for fake in (self.scanner, self.pn532, self.collector):
             if fake is not None:
                 fake.close()
         state = getattr(self, "state", None)
@@ -320,7 +406,7 @@ def run_simulation(keep: Path | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        with SimulatedGate(work) as sim:
+        with SimulatedGate(work, collector=True) as sim:
             return _run_script(sim, started)
     finally:
         if keep is None:
@@ -356,6 +442,11 @@ def _run_script(sim: SimulatedGate, started: float) -> int:
     sim.printer = _print_record(started)
     done = threading.Event()
     daemon = sim.start(stop_when_idle=done.is_set)
+    if sim.collector is not None:
+        print(f"   collector on {sim.collector.url} (SQLite in {sim.work / 'collector.db'})")
+        threading.Thread(
+            target=_watch_upload, args=(sim, started, done), name="watch-sync", daemon=True
+        ).start()
     print("== decisions (time, reader, decision, reason, capture-to-relay latency, detail)")
     # pyserial empties the input buffer when it opens a port: feed once the readers are up.
     wait_until(lambda: all(r.health.get().state == "ok" for r in daemon.readers), 15)
@@ -392,13 +483,78 @@ def _run_script(sim: SimulatedGate, started: float) -> int:
     emergency_open = bool(sim.pin_factory.pin(PINS["relay"]).state)
     sim.set_emergency(False)
     time.sleep(0.5)
+    synced = _wait_for_upload(sim, started)
     done.set()
     sim.thread.join(timeout=10)
+    pulled = _office_pull(sim) if sim.collector is not None else None
     expected_serial = Counter(reason for _, reason in serial_plan) + Counter(ok=2)
-    return _summary(sim, started, expected_camera, expected_serial, emergency_open)
+    return _summary(sim, started, expected_camera, expected_serial, emergency_open, synced, pulled)
 
 
-def _summary(sim, started, expected_camera, expected_serial, emergency_open) -> int:
+def _local_last_seq(sim: SimulatedGate) -> int:
+    newest = sim.state.store.query_log(limit=1, newest_first=True)
+    return newest[0]["seq"] if newest else 0
+
+
+def _watch_upload(sim: SimulatedGate, started: float, done: threading.Event) -> None:
+    """Print the collector's holding as the gate's log arrives upstream."""
+    shown = -1
+    while not done.wait(3.0):
+        held = sim.collector.last_seq(sim.config.gate_id)
+        if held != shown:
+            shown = held
+            print(
+                f"[{time.monotonic() - started:5.1f}s] sync    upstream  collector holds "
+                f"{held} of the gate's {_local_last_seq(sim)} log records",
+                flush=True,
+            )
+
+
+def _wait_for_upload(sim: SimulatedGate, started: float) -> bool:
+    if sim.collector is None:
+        return True
+    gate_id = sim.config.gate_id
+    held = wait_until(lambda: sim.collector.last_seq(gate_id) >= _local_last_seq(sim), 30)
+    print(
+        f"[{time.monotonic() - started:5.1f}s] sync    upstream  collector holds "
+        f"{sim.collector.last_seq(gate_id)} of {_local_last_seq(sim)} records"
+        + ("" if held else " (NOT all)"),
+        flush=True,
+    )
+    return held
+
+
+def _office_pull(sim: SimulatedGate) -> int | None:
+    """The office pulls the gate's scans from the collector with gate-office, as CSV."""
+    out = sim.work / "office-pull.csv"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gate-office"),
+            "pull",
+            "--url",
+            sim.collector.url,
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+        ],
+        env=os.environ | {"GATE_OFFICE_TOKEN": sim.collector.token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    print("== office pull (gate-office pull --format csv)")
+    if result.returncode != 0:
+        print(f"   failed: {result.stderr.strip()}")
+        return None
+    rows = out.read_text().splitlines()[1:]
+    print(f"   {len(rows)} records in {out.name}; the first ones:")
+    for row in rows[:3]:
+        print(f"   {row[:110]}")
+    return len(rows)
+
+
+def _summary(sim, started, expected_camera, expected_serial, emergency_open, synced, pulled) -> int:
     decisions = sim.decisions()
     by_reason = Counter(d["reason"] for d in decisions)
     by_source = Counter(d["source"] for d in decisions)
@@ -441,6 +597,10 @@ def _summary(sim, started, expected_camera, expected_serial, emergency_open) -> 
         problems.append("the walk-away was not annulled")
     if not emergency_open or events.get("emergency_open") != 1:
         problems.append("the emergency input did not hold the gate open")
+    if sim.collector is not None and not synced:
+        problems.append("the collector did not receive the whole log")
+    if sim.collector is not None and pulled is None:
+        problems.append("the office pull failed")
     for problem in problems:
         print(f"UNEXPECTED: {problem}")
     if not problems:
