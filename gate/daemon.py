@@ -199,7 +199,9 @@ class GateDaemon:
             self.notifier.status(status)
         try:
             path = self.config.state_dir / HEALTH_FILE
-            write_atomically(path, (json.dumps(health, indent=1) + "\n").encode())
+            # Rewritten every second: atomic, but not fsynced (it is not state, and an fsync
+            # here would delay a code arriving meanwhile).
+            write_atomically(path, (json.dumps(health, indent=1) + "\n").encode(), durable=False)
         except OSError as err:
             log.warning("cannot write %s: %s", HEALTH_FILE, err)
         if health["gate"] != "failed":
