@@ -13,6 +13,11 @@ Every error names the file, the key and what is accepted. Defaults live here and
     group = "north-hall"            # gates sharing one anti-passback group (default: the gate id)
     window = 600                    # seconds a pass is refused after entering (0: off)
 
+    [log]
+    retention_days = 30             # synced scan log records older than this are pruned
+    disk_budget_mb = 512            # over budget: synced records go first, oldest first;
+                                    # unsynced records are never dropped, an alarm is raised
+
     [camera]                        # absent or enabled = false: no camera
     source = "/dev/video0"          # device index, /dev/videoN, a video file or a URL
     width = 640                     # optional capture size and rate
@@ -80,6 +85,7 @@ MAX_SECONDS = 7 * 24 * 3600
 SECTIONS = {
     "gate": {"id", "zone", "state_dir", "root_public_key", "clock_skew"},
     "antipassback": {"group", "window"},
+    "log": {"retention_days", "disk_budget_mb"},
     "camera": {"enabled", "source", "width", "height", "fps", "decoder", "dedup_window"},
     "serial": {
         "enabled",
@@ -194,6 +200,8 @@ class GateConfig:
     clock_skew: int = DEFAULT_CLOCK_SKEW
     passback_group: str = ""
     passback_window: int = DEFAULT_PASSBACK_WINDOW
+    log_retention_days: float = 30.0
+    log_disk_budget_mb: float = 512.0
     camera: CameraConfig | None = None
     serial: SerialConfig | None = None
     nfc: NfcConfig | None = None
@@ -331,6 +339,8 @@ def parse_config(data: dict, path: Path) -> GateConfig:
         clock_skew=reader.seconds("gate", "clock_skew", DEFAULT_CLOCK_SKEW),
         passback_group=group,
         passback_window=reader.seconds("antipassback", "window", DEFAULT_PASSBACK_WINDOW),
+        log_retention_days=reader.number("log", "retention_days", 30.0, 0, 3650),
+        log_disk_budget_mb=reader.number("log", "disk_budget_mb", 512.0, 1, 1_000_000),
         **devices,
     )
 

@@ -38,6 +38,7 @@ from gate.validator import Decision
 log = logging.getLogger("gated")
 
 QUEUE_SIZE = 256
+HOUSEKEEPING_SECONDS = 60.0
 HEALTH_FILE = "health.json"
 
 
@@ -225,6 +226,7 @@ class GateDaemon:
             self._start_sync()
             self.notifier.ready(f"serving {len(self.readers)} reader(s)")
             next_health = 0.0
+            next_housekeeping = time.monotonic() + 5.0
             while not self.stop.is_set():
                 try:
                     item = self.queue.get(timeout=0.5)
@@ -237,10 +239,45 @@ class GateDaemon:
                 if time.monotonic() >= next_health:
                     self._publish_health()
                     next_health = time.monotonic() + 1.0
+                if time.monotonic() >= next_housekeeping:
+                    self.keep_log_within_limits()
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
                 if self.stop_when_idle and self.queue.empty() and self.stop_when_idle():
                     break
         finally:
             self.shutdown()
+
+    def keep_log_within_limits(self) -> None:
+        """Retention and the disk budget of the scan log.
+
+        Records the collector has acknowledged are pruned once older than the retention;
+        over the disk budget, acknowledged records go first whatever their age, oldest
+        first. Unacknowledged records are never dropped: if they alone exceed the budget,
+        the store's health turns degraded with an alarm, and the gate goes on logging.
+        """
+        store, config = self.state.store, self.config
+        try:
+            acked = int(store.sync_value("acked_seq", 0) or 0)
+            cutoff = time.time() - config.log_retention_days * 86400
+            pruned = store.prune_log(older_than=cutoff, keep_after_seq=acked)
+            budget = config.log_disk_budget_mb * 1e6
+            if store.disk_usage() > budget:
+                pruned += store.prune_log(older_than=None, keep_after_seq=acked)
+            if pruned:
+                log.info("scan log: pruned %d synced record(s)", pruned)
+            usage = store.disk_usage()
+            if usage > budget:
+                unsynced = store.unsynced_count(acked)
+                self.store_health.set(
+                    HealthState.DEGRADED,
+                    f"disk budget exceeded: database {usage / 1e6:.0f} MB of "
+                    f"{config.log_disk_budget_mb:g} MB with {unsynced} unsynced record(s); "
+                    "check the upstream link, or raise [log] disk_budget_mb",
+                )
+            elif self.store_health.get().state is HealthState.DEGRADED:
+                self.store_health.set(HealthState.OK, "")
+        except StoreError as err:
+            self.store_health.set(HealthState.FAILED, str(err))
 
     def _start_sync(self) -> None:
         """The sync agent: a thread with its own database connection (see sync/agent.py)."""
@@ -283,7 +320,8 @@ class GateDaemon:
         """Decide on one presentation, actuate, log; returns the log record."""
         try:
             decision: Decision | None = self.validator.decide(presentation.text)
-            self.store_health.set(HealthState.OK, "")
+            if self.store_health.get().state is HealthState.FAILED:
+                self.store_health.set(HealthState.OK, "")  # recovered; a budget alarm stays
         except StoreError as err:
             self.store_health.set(HealthState.FAILED, str(err))
             decision = None

@@ -302,6 +302,38 @@ class GateStore:
             ).fetchall()
         return [dict(zip(names, row, strict=True)) for row in rows]
 
+    def prune_log(self, *, older_than: float | None, keep_after_seq: int, chunk: int = 5000) -> int:
+        """Delete scan log records the collector has acknowledged (seq <= ``keep_after_seq``)
+        and, if ``older_than`` is given, only those logged before it; oldest first, a chunk per
+        transaction. Unacknowledged records are never deleted. Returns how many went."""
+        total = 0
+        while True:
+            with self._transaction() as conn:
+                deleted = conn.execute(
+                    "DELETE FROM scan_log WHERE seq IN (SELECT seq FROM scan_log WHERE seq <= ? "
+                    "AND (? IS NULL OR at < ?) ORDER BY seq LIMIT ?)",
+                    (keep_after_seq, older_than, older_than, chunk),
+                ).rowcount
+            total += deleted
+            if deleted < chunk:
+                return total
+
+    def disk_usage(self) -> int:
+        """Bytes in use: the database's pages less its free ones (SQLite reuses those), plus
+        the WAL file."""
+        with self._transaction("DEFERRED") as conn:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        wal = self.path.with_name(self.path.name + "-wal")
+        return (pages - free) * page_size + (wal.stat().st_size if wal.exists() else 0)
+
+    def unsynced_count(self, acked_seq: int) -> int:
+        with self._transaction("DEFERRED") as conn:
+            return conn.execute(
+                "SELECT count(*) FROM scan_log WHERE seq > ?", (acked_seq,)
+            ).fetchone()[0]
+
     def sync_value(self, name: str, default: Any = None) -> Any:
         with self._transaction("DEFERRED") as conn:
             row = conn.execute("SELECT value FROM sync_state WHERE name = ?", (name,)).fetchone()
