@@ -114,7 +114,7 @@ def encode_batch(records: list[dict[str, Any]]) -> tuple[bytes, int]:
         except ValueError as err:  # NaN or infinity: not JSON, the collector could not read it
             raise SyncError(f"records {wire[0]['seq']}-{wire[-1]['seq']}: {err}") from err
         if len(text) <= MAX_BATCH_JSON or len(wire) == 1:
-            return gzip.compress(text.encode(), mtime=0), len(wire)
+            return gzip.compress(text.encode(), compresslevel=6, mtime=0), len(wire)
         wire = wire[: len(wire) // 2]
 
 

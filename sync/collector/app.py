@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gate.errors import SignedDocumentError, StoreError
 from gate.signed import REVOCATION_LIST, TRUST_BUNDLE
@@ -494,12 +495,15 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > drain:
             raise PayloadError(f"body is over {limit} bytes", 413)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > drain:
-            break
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif size > drain:
+                break
+    except ClientDisconnect as err:  # the gate went away mid-upload: it will resend
+        raise PayloadError("the client disconnected before the body was complete") from err
     if size > limit:
         raise PayloadError(f"body is over {limit} bytes", 413)
     return b"".join(chunks)

@@ -554,9 +554,12 @@ class PostgresStore(CollectorStore):
 
     def _connect(self) -> Any:
         try:
-            return self._psycopg.connect(
+            conn = self._psycopg.connect(
                 self.url, autocommit=True, connect_timeout=self._connect_timeout
             )
+            # An acknowledged batch must survive a server crash, whatever the server's default.
+            conn.execute("SET synchronous_commit TO on")
+            return conn
         except self._psycopg.Error as err:
             raise StoreError(
                 f"cannot connect to the collector database {masked_url(self.url)}: {_one_line(err)}"
