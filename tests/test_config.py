@@ -109,3 +109,26 @@ def test_gated_reports_bad_configuration_without_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith(f"gated: error: {path}: gaet: unknown section")
     assert "Traceback" not in result.stderr
+
+
+def test_the_annotated_example_has_every_key_and_is_valid(tmp_path):
+    import tomllib
+
+    from gate.config import SECTIONS, example, parse_config
+
+    data = tomllib.loads(example())
+    for section, keys in SECTIONS.items():
+        assert section in data, f"[{section}] missing from the example"
+        missing = keys - set(data[section])
+        assert not missing, f"[{section}] keys missing from the example: {sorted(missing)}"
+    config = parse_config(data, tmp_path / "gate.toml")
+    assert config.camera and config.serial and config.nfc and config.sync and config.gpio
+
+
+def test_docs_configuration_is_generated_from_the_schema():
+    from gate.config import reference_markdown
+
+    docs = Path(__file__).parent.parent / "docs" / "configuration.md"
+    assert docs.read_text() == reference_markdown(), (
+        "docs/configuration.md is stale: python -m gate.config > docs/configuration.md"
+    )
