@@ -141,7 +141,6 @@ class GateDaemon:
         self.sync_agent = None
         self._last_status = ""
         self.counts: dict[str, int] = {}
-        self.latencies_ms: list[float] = []
         for cell in self._health_cells():
             cell.listeners.append(self._on_health)
         if turnstile is not None:
@@ -330,7 +329,6 @@ class GateDaemon:
         record = self._decision_record(presentation, decision, latency_ms)
         self._log(record)
         if decision is not None and decision.accepted:
-            self.latencies_ms.append(latency_ms)
             self._confirm_passage(decision)
         return record
 
