@@ -30,6 +30,8 @@ CHAINED_FIELDS = (
     "latency_ms",
     "data",
 )
+#: a record as it travels to the collector (docs/sync-protocol.md): the chained fields and links
+WIRE_FIELDS = (*CHAINED_FIELDS, "prev_hash", "hash")
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:

@@ -61,6 +61,7 @@ from typing import Any
 
 from gate.errors import ConfigError, GateError, SignedDocumentError, SyncError
 from gate.revocations import RevocationList
+from gate.scanlog import WIRE_FIELDS
 from gate.store import GateStore
 from gate.trust import HeldBundle, write_atomically
 from sync.backoff import Backoff
@@ -70,22 +71,7 @@ from sync.identity import load_device_key
 log = logging.getLogger("gated.sync")
 
 #: the fields of a scan record as sent, in the order of docs/sync-protocol.md
-SCAN_FIELDS = (
-    "seq",
-    "at",
-    "kind",
-    "source",
-    "decision",
-    "reason",
-    "detail",
-    "kid",
-    "cti",
-    "admission_seq",
-    "latency_ms",
-    "data",
-    "prev_hash",
-    "hash",
-)
+SCAN_FIELDS = WIRE_FIELDS
 MAX_BATCH = 1000
 ACKED_SEQ = "acked_seq"
 HEALTH_FILE = "health.json"

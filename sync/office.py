@@ -26,6 +26,7 @@ import httpx
 from gate.cli_errors import entry_point
 from gate.cose import Malformed
 from gate.errors import SyncError
+from gate.scanlog import WIRE_FIELDS
 from gate.signed import KINDS, TRUST_BUNDLE, document_kind
 from gate.ticket import parse_ticket
 from gate.trust import parse_public_key, write_atomically
@@ -40,23 +41,7 @@ DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
 DOCUMENT_TYPE = "application/cose"
 #: the scan record's fields in docs/sync-protocol.md order, for a CSV's columns
-SCAN_COLUMNS = (
-    "gate_id",
-    "seq",
-    "at",
-    "kind",
-    "source",
-    "decision",
-    "reason",
-    "detail",
-    "kid",
-    "cti",
-    "admission_seq",
-    "latency_ms",
-    "data",
-    "prev_hash",
-    "hash",
-)
+SCAN_COLUMNS = ("gate_id", *WIRE_FIELDS)
 
 
 class OfficeClient:
