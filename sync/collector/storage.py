@@ -21,6 +21,7 @@ import re
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ class StoredDocument:
     published_at: float
 
 
-class CollectorStore:
+class CollectorStore(ABC):
     """The collector's state: enrolled gates, their scans, nonces and published documents."""
 
     dialect: Dialect
@@ -132,27 +133,28 @@ class CollectorStore:
 
     # Backend hooks -------------------------------------------------------------------------
 
+    @abstractmethod
     def _begin(self, write: bool) -> Any:
         """Open a transaction; return a connection-like object with ``execute``."""
-        raise NotImplementedError
+        ...
 
-    def _commit(self, conn: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _commit(self, conn: Any) -> None: ...
 
-    def _rollback(self, conn: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _rollback(self, conn: Any) -> None: ...
 
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        raise NotImplementedError
+    @abstractmethod
+    def _errors(self) -> tuple[type[BaseException], ...]: ...
 
     def _sql(self, text: str) -> str:
         return text
 
-    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> CollectorStore:
         return self
