@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import sqlite_utils
 
 from gate.errors import StoreError
-from gate.scanlog import GENESIS, record_hash
+from gate.scanlog import CHAINED_FIELDS, GENESIS, record_hash
 
 DB_FILE_NAME = "gate.db"
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
@@ -100,19 +100,8 @@ MIGRATIONS = (
     ("003_scan_log_chain", _m003_scan_log_chain),
 )
 
-LOG_FIELDS = (
-    "at",
-    "kind",
-    "source",
-    "decision",
-    "reason",
-    "detail",
-    "kid",
-    "cti",
-    "admission_seq",
-    "latency_ms",
-    "data",
-)
+#: the columns a scan log record is written with (its sequence number is assigned here)
+LOG_FIELDS = tuple(name for name in CHAINED_FIELDS if name != "seq")
 
 
 @dataclass(frozen=True)
