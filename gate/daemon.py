@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import threading
@@ -27,9 +28,11 @@ import click
 
 from drivers.base import CodeReader, HealthCell, HealthState, Presentation
 from drivers.registry import load, reader_class
+from gate import installed_version
 from gate.cli_errors import entry_point
 from gate.config import CONFIG_ENV, GateConfig, default_config_path, load_config
 from gate.errors import GateError, StoreError
+from gate.runlock import RunLock
 from gate.state import GateState
 from gate.systemd import Notifier
 from gate.trust import write_atomically
@@ -40,6 +43,7 @@ log = logging.getLogger("gated")
 QUEUE_SIZE = 256
 HOUSEKEEPING_SECONDS = 60.0
 HEALTH_FILE = "health.json"
+VERSION = installed_version()
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ class GateDaemon:
         self.sync_agent = None
         self._last_status = ""
         self.counts: dict[str, int] = {}
+        self.started_at = time.time()
+        self.run_lock = RunLock(self.config.state_dir)
         for cell in self._health_cells():
             cell.listeners.append(self._on_health)
         if turnstile is not None:
@@ -186,7 +192,15 @@ class GateDaemon:
         else:
             overall = "ok"
         emergency = bool(self.turnstile and self.turnstile.emergency_active)
-        return {"gate": overall, "emergency": emergency, "devices": devices, "at": time.time()}
+        return {
+            "gate": overall,
+            "emergency": emergency,
+            "devices": devices,
+            "at": time.time(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "version": VERSION,
+        }
 
     def _publish_health(self) -> None:
         health = self.health()
@@ -210,7 +224,12 @@ class GateDaemon:
     # The decision loop -----------------------------------------------------------------------
 
     def run(self) -> None:
-        """Start the readers and decide until stopped; the relay is left safe on every exit."""
+        """Start the readers and decide until stopped; the relay is left safe on every exit.
+
+        Raises GateError, before touching any device, if another gated serves the same state.
+        """
+        self.run_lock.acquire()
+        self.started_at = time.time()
         try:
             for reader in self.readers:
                 thread = threading.Thread(
@@ -314,6 +333,7 @@ class GateDaemon:
         if self.turnstile is not None:
             self.turnstile.close()
         self._log_event(GateEvent("shutdown", "gated", "gate stopped"))
+        self.run_lock.release()
 
     def handle(self, presentation: Presentation) -> dict[str, Any]:
         """Decide on one presentation, actuate, log; returns the log record."""

@@ -1,4 +1,4 @@
-"""Every command has help with an example and is described in docs/commands.md."""
+"""Every command has help with an example and is described in docs/cli.md."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from keys.cli import cli as gate_keys
 from sync.collector.cli import cli as gate_collector
 from sync.office import cli as gate_office
 
-DOCS = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
+DOCS = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
 
 
 def commands():
@@ -32,7 +32,7 @@ def commands():
 @pytest.mark.parametrize(("prog", "name", "command"), list(commands()))
 def test_command_is_documented_and_has_help_with_example(prog, name, command):
     heading = f"### `{prog} {name}" if name else f"### `{prog}"
-    assert heading in DOCS, f"{heading} missing from docs/commands.md"
+    assert heading in DOCS, f"{heading} missing from docs/cli.md"
     args = [name, "--help"] if name else ["--help"]
     group = {
         "gatectl": gatectl,
