@@ -1,6 +1,8 @@
 """gatectl: the technician's diagnostics tool at the gate.
 
-Exit codes: 0 success (``check``: accepted), 1 error, 2 usage error, 3 ``check`` rejected.
+Exit codes: 0 success (``check``: accepted), 1 error (``selftest``: a check failed), 2 usage
+error, 3 ``check`` rejected, 4 a device test refused because gated holds the device, 5
+``status`` found problems.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import click
 
 from gate.cli_errors import entry_point
-from gate.config import CONFIG_ENV, default_config_path, load_config
+from gate.config import CONFIG_ENV, GateConfig, default_config_path, load_config
 from gate.errors import GateError
 from gate.revocations import MemoryRevocations
 from gate.state import GateState, policy_for
@@ -24,6 +26,8 @@ from gate.trust import TrustStore, parse_public_key
 from gate.validator import Decision, Policy, Validator
 
 EXIT_REJECTED = 3
+EXIT_REFUSED = 4  # a device test refused: gated holds the device
+EXIT_PROBLEMS = 5  # status found problems
 
 
 def _config_path(ctx: click.Context) -> Path:
@@ -135,26 +139,41 @@ def check(ctx, text, as_json, zone, at, trust_keys, revoked) -> None:
 
 @cli.command(name="import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, one object a file.")
 @click.pass_context
-def import_(ctx, files) -> None:
+def import_(ctx, files, as_json) -> None:
     """Import signed trust bundles and revocation lists from files (a USB stick), in order.
 
     A document is refused if it is unsigned, not signed by the office root key, or not newer
-    than the one held; the held one then stays in force.
+    than the one held; the held one then stays in force. --json prints a list with one object
+    a file: {"file", "imported": true, "kind", "version", "summary"} or {"file", "imported":
+    false, "error"}. Exit code 1 if any file was refused, else 0.
 
     Example: gatectl import /media/usb/trust-v4.cose /media/usb/revocations-v9.cose
     """
-    failed = 0
+    results: list[dict[str, Any]] = []
     with GateState(load_config(_config_path(ctx))) as state:
         for path in files:
             try:
                 result = state.import_document(path)
             except GateError as err:
-                failed += 1
+                results.append({"file": str(path), "imported": False, "error": str(err)})
                 click.echo(f"gatectl: error: {path}: {err}", err=True)
             else:
-                click.echo(f"{path}: {result.kind} imported: {result.summary}")
-    ctx.exit(1 if failed else 0)
+                results.append(
+                    {
+                        "file": str(path),
+                        "imported": True,
+                        "kind": result.kind,
+                        "version": result.version,
+                        "summary": result.summary,
+                    }
+                )
+                if not as_json:
+                    click.echo(f"{path}: {result.kind} imported: {result.summary}")
+    if as_json:
+        click.echo(json.dumps(results))
+    ctx.exit(0 if all(entry["imported"] for entry in results) else 1)
 
 
 def _age(seconds: float | None) -> str:
@@ -166,31 +185,49 @@ def _age(seconds: float | None) -> str:
     return text if seconds >= 0 else f"in {text} (clock behind?)"
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.pass_context
-def status(ctx, as_json) -> None:
-    """Show trust bundle and revocation list versions and ages, counts and state paths.
+def _size(count: float | None) -> str:
+    if count is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return "-"
 
-    Example: gatectl status --json
-    """
-    config = load_config(_config_path(ctx))
-    with GateState(config) as state:
-        info = state.status()
-    if as_json:
-        click.echo(json.dumps(info))
-        return
+
+def _status_lines(info: dict[str, Any], config: GateConfig) -> list[str]:
     policy = policy_for(config)
     bundle, revocations = info["trust_bundle"], info["revocations"]
+    daemon = info["daemon"]
     lines = [
-        f"gate          {config.gate_id}, zone {config.zone}, "
-        f"anti-passback group {policy.passback_group} ({policy.passback_window} s)",
-        f"config        {config.path}",
-        f"state         {info['paths']['state_dir']}",
-        f"database      {info['paths']['database']}",
-        f"trust bundle  version {bundle['version'] or '-'}, issued {_age(bundle['age_seconds'])}"
-        f" ago, {len(bundle['keys'])} key(s)",
+        f"gate          {config.gate_id}, zone {config.zone}, anti-passback group "
+        f"{policy.passback_group} ({policy.passback_window} s), software {info['version']}",
     ]
+    if info["problems"]:
+        lines.append(f"PROBLEMS      {len(info['problems'])} (details below; docs/operations.md)")
+        lines.extend(f"  ! {problem}" for problem in info["problems"])
+    else:
+        lines.append("problems      none found")
+    if daemon is None:
+        lines.append("gated         has not run with this state directory")
+    elif not daemon.get("running"):
+        last = _age(daemon.get("age_seconds"))
+        lines.append(f"gated         NOT RUNNING (last report {last} ago)")
+    else:
+        uptime = _age(daemon.get("uptime_seconds"))
+        lines.append(
+            f"gated         {daemon.get('gate')}, pid {daemon.get('pid')}, up {uptime}, "
+            f"reported {_age(daemon.get('age_seconds'))} ago"
+        )
+        if daemon.get("emergency"):
+            lines.append("  EMERGENCY   the emergency input holds the gate open")
+        for name, device in (daemon.get("devices") or {}).items():
+            reason = f": {device.get('reason')}" if device.get("reason") else ""
+            lines.append(f"  {name:11} {device.get('state')}{reason}")
+    lines.append(
+        f"trust bundle  version {bundle['version'] or '-'}, issued {_age(bundle['age_seconds'])}"
+        f" ago, {len(bundle['keys'])} key(s)"
+    )
     if bundle["error"]:
         lines.append(f"  WARNING     {bundle['error']}")
     for key in bundle["keys"]:
@@ -213,26 +250,55 @@ def status(ctx, as_json) -> None:
         lines.append(f"sync          {sync['error']}")
     else:
         last = sync.get("last_success_at")
-        ago = _age(time.time() - last) + " ago" if last else "never"
+        ago = _age(time.time() - last) + " ago" if isinstance(last, int | float) else "never"
         lines.append(
-            f"sync          {sync.get('state')}, last success {ago}, backlog "
-            f"{sync.get('backlog')}, clock offset {sync.get('clock_offset')} s"
+            f"sync          {sync.get('state')}, last success {ago}, "
+            f"backlog {sync.get('backlog')} record(s)"
         )
         if sync.get("last_error"):
             lines.append(f"  last error  {sync['last_error']}")
-    daemon = info["daemon"]
-    if daemon is None:
-        lines.append("gated         has not run with this state directory")
+    clock = info["clock"]
+    offset = clock["collector_offset"]
+    lines.append(
+        f"clock         {clock['utc']}, NTP {clock['ntp_detail']}, offset from collector "
+        + ("unknown" if offset is None else f"{offset:+.3f} s")
+    )
+    disk = info["disk"]
+    if "error" in disk:
+        lines.append(f"disk          {disk['error']}")
     else:
-        age = daemon.get("age_seconds")
-        stale = " (STALE: gated is not running?)" if age is not None and age > 10 else ""
-        lines.append(f"gated         {daemon.get('gate')}, reported {_age(age)} ago{stale}")
-        if daemon.get("emergency"):
-            lines.append("  EMERGENCY   the emergency input holds the gate open")
-        for name, device in (daemon.get("devices") or {}).items():
-            reason = f": {device.get('reason')}" if device.get("reason") else ""
-            lines.append(f"  {name:11} {device.get('state')}{reason}")
-    click.echo("\n".join(lines))
+        lines.append(
+            f"disk          {_size(disk['free_bytes'])} free of {_size(disk['total_bytes'])}; "
+            f"database {_size(disk['database_bytes'])} (log budget "
+            f"{_size(disk['log_budget_bytes'])})"
+        )
+    lines += [
+        f"config        {config.path}",
+        f"state         {info['paths']['state_dir']}",
+        f"database      {info['paths']['database']}",
+    ]
+    return lines
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx, as_json) -> None:
+    """One screen: what is wrong first, then gated and each device, documents, sync, clock, disk.
+
+    Safe while gated runs: it reads the database and the files gated writes every second.
+    Exit code 0 when no problem was found, 5 when the PROBLEMS list is not empty.
+
+    Example: gatectl status --json
+    """
+    config = load_config(_config_path(ctx))
+    with GateState(config) as state:
+        info = state.status()
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo("\n".join(_status_lines(info, config)))
+    ctx.exit(EXIT_PROBLEMS if info["problems"] else 0)
 
 
 # The names drivers.camera.decoders.DECODER_NAMES accepts (tests check the two agree); the

@@ -66,18 +66,24 @@ def ntp_synchronized() -> tuple[bool | None, str]:
     return True, f"synchronised, max error {timex.maxerror / 1000:.1f} ms"
 
 
-def clock_state(sync_status: dict[str, Any] | None = None, now: float | None = None) -> dict:
+def clock_state(
+    sync_status: dict[str, Any] | None = None,
+    now: float | None = None,
+    *,
+    require_ntp: bool = True,
+) -> dict:
     """The clock as status and selftest show it.
 
     ``sync_status`` is what the sync agent last wrote (``sync.json``), if anything; its
-    ``clock_offset`` is the collector's clock minus ours, in seconds.
+    ``clock_offset`` is the collector's clock minus ours, in seconds. With ``require_ntp``
+    false (``[gate] require_ntp``), an unsynchronised kernel clock is shown but not a problem.
     """
     now = time.time() if now is None else now
     synced, detail = ntp_synchronized()
     offset = (sync_status or {}).get("clock_offset")
     offset = offset if isinstance(offset, int | float) else None
     problems = []
-    if synced is False:
+    if synced is False and require_ntp:
         problems.append(detail)
     if offset is not None and abs(offset) > MAX_OFFSET_SECONDS:
         problems.append(f"{offset:+.1f} s off the collector's clock")

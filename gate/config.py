@@ -9,6 +9,8 @@ Every error names the file, the key and what is accepted. Defaults live here and
     root_public_key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
                                     # ^ the office root key (64 hex digits or base64)
     clock_skew = 30                 # seconds of clock error tolerated on nbf/exp
+    require_ntp = true              # status/selftest report a clock no NTP client keeps
+                                    # synchronised; false where it is set another way
 
     [antipassback]
     group = "north-hall"            # gates sharing one anti-passback group (default: the gate id)
@@ -89,7 +91,7 @@ DEFAULT_PASSBACK_WINDOW = 600
 MAX_SECONDS = 7 * 24 * 3600
 
 SECTIONS = {
-    "gate": {"id", "zone", "state_dir", "root_public_key", "clock_skew"},
+    "gate": {"id", "zone", "state_dir", "root_public_key", "clock_skew", "require_ntp"},
     "antipassback": {"group", "window"},
     "log": {"retention_days", "disk_budget_mb"},
     "camera": {"enabled", "source", "width", "height", "fps", "decoder", "dedup_window"},
@@ -204,6 +206,7 @@ class GateConfig:
     state_dir: Path
     root_public_key: bytes
     clock_skew: int = DEFAULT_CLOCK_SKEW
+    require_ntp: bool = True
     passback_group: str = ""
     passback_window: int = DEFAULT_PASSBACK_WINDOW
     log_retention_days: float = 30.0
@@ -222,6 +225,7 @@ class GateConfig:
             "state_dir": str(self.state_dir),
             "root_public_key": self.root_public_key.hex(),
             "clock_skew": self.clock_skew,
+            "require_ntp": self.require_ntp,
             "passback_group": self.passback_group,
             "passback_window": self.passback_window,
         }
@@ -392,6 +396,7 @@ def parse_config(data: dict, path: Path) -> GateConfig:
         state_dir=state_path,
         root_public_key=root_public_key,
         clock_skew=reader.seconds("gate", "clock_skew", DEFAULT_CLOCK_SKEW),
+        require_ntp=reader.get("gate", "require_ntp", bool, True),
         passback_group=group,
         passback_window=reader.seconds("antipassback", "window", DEFAULT_PASSBACK_WINDOW),
         log_retention_days=reader.number("log", "retention_days", 30.0, 0, 3650),

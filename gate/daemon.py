@@ -33,7 +33,7 @@ from gate.cli_errors import entry_point
 from gate.config import CONFIG_ENV, GateConfig, default_config_path, load_config
 from gate.errors import GateError, StoreError
 from gate.runlock import RunLock
-from gate.state import GateState
+from gate.state import HEALTH_FILE, GateState
 from gate.systemd import Notifier
 from gate.trust import write_atomically
 from gate.validator import Decision
@@ -42,7 +42,6 @@ log = logging.getLogger("gated")
 
 QUEUE_SIZE = 256
 HOUSEKEEPING_SECONDS = 60.0
-HEALTH_FILE = "health.json"
 VERSION = installed_version()
 
 

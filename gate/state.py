@@ -4,18 +4,25 @@ a validator. ``gated`` and ``gatectl`` both start here."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gate import installed_version
+from gate.clock import clock_state
 from gate.config import GateConfig
 from gate.errors import GateError
 from gate.revocations import RevocationCheck, RevocationList
+from gate.runlock import running_pid
 from gate.signed import REVOCATION_LIST, TRUST_BUNDLE, document_kind
 from gate.store import GateStore
 from gate.trust import HeldBundle
 from gate.validator import Policy, Validator
+
+HEALTH_FILE = "health.json"  # gated rewrites it every second
+SYNC_FILE = "sync.json"  # the sync agent's last state
 
 
 def policy_for(config: GateConfig, zone: str | None = None) -> Policy:
@@ -90,25 +97,35 @@ class GateState:
         )
 
     def daemon_health(self, now: float) -> dict[str, Any] | None:
-        """What gated last wrote to health.json, with its age; None if it never ran here."""
-        path = self.config.state_dir / "health.json"
-        try:
-            health = json.loads(path.read_text())
-        except FileNotFoundError:
+        """What gated last wrote to health.json, with its age and whether it still runs; None
+        if it never ran here. A file that is not what gated writes gives an "error" entry."""
+        health = self._json_file(HEALTH_FILE)
+        if health is None:
             return None
-        except (OSError, ValueError) as err:
-            return {"gate": "unknown", "error": f"{path}: {err}"}
-        if isinstance(health, dict) and isinstance(health.get("at"), int | float):
-            health["age_seconds"] = round(now - health["at"], 1)
+        devices = health.get("devices")
+        health["devices"] = {
+            str(name): device
+            for name, device in (devices.items() if isinstance(devices, dict) else ())
+            if isinstance(device, dict)
+        }
+        at = _number(health, "at")
+        health["age_seconds"] = None if at is None else round(now - at, 1)
+        pid = running_pid(self.config.state_dir)
+        health["running"] = pid is not None
+        started = _number(health, "started_at")
+        if pid is not None and started is not None:
+            health["uptime_seconds"] = round(now - started, 1)
         return health
 
     def _json_file(self, name: str) -> dict[str, Any] | None:
+        """A JSON object gated writes into the state directory; None if absent."""
         try:
-            return json.loads((self.config.state_dir / name).read_text())
+            value = json.loads((self.config.state_dir / name).read_text())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as err:
             return {"error": f"{name}: {err}"}
+        return value if isinstance(value, dict) else {"error": f"{name}: not a JSON object"}
 
     def status(self, now: float | None = None) -> dict[str, Any]:
         """Versions and ages of the held documents, counts, and where the state lives."""
@@ -120,7 +137,10 @@ class GateState:
             return None if moment is None else round(now - moment, 1)
 
         bundle_mtime = self.bundle.path.stat().st_mtime if self.bundle.path.exists() else None
-        return {
+        daemon = self.daemon_health(now)
+        sync = self._json_file(SYNC_FILE)
+        info = {
+            "version": installed_version(),
             "gate": self.config.to_json(),
             "paths": {
                 "config": str(self.config.path),
@@ -145,6 +165,89 @@ class GateState:
                 "keys": revocations.keys,
             },
             "admissions": self.store.admission_count(),
-            "daemon": self.daemon_health(now),
-            "sync": self._json_file("sync.json"),
+            "daemon": daemon,
+            "sync": sync,
+            "clock": clock_state(
+                sync if isinstance(sync, dict) else None, now, require_ntp=self.config.require_ntp
+            ),
+            "disk": self._disk(),
         }
+        info["problems"] = problems(info, self.config)
+        return info
+
+    def _disk(self) -> dict[str, Any]:
+        """Free space where the state lives, and what the database takes of it."""
+        database = self.store.path
+        size = sum(
+            path.stat().st_size
+            for path in (database, database.with_name(database.name + "-wal"))
+            if path.exists()
+        )
+        try:
+            fs = os.statvfs(self.config.state_dir)
+        except OSError as err:
+            return {"error": str(err), "database_bytes": size}
+        return {
+            "free_bytes": fs.f_bavail * fs.f_frsize,
+            "total_bytes": fs.f_blocks * fs.f_frsize,
+            "database_bytes": size,
+            "log_budget_bytes": int(self.config.log_disk_budget_mb * 1024 * 1024),
+        }
+
+
+def _number(values: dict[str, Any], name: str) -> float | None:
+    value = values.get(name)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+# Thresholds for what ``gatectl status`` calls a problem.
+STALE_HEALTH_SECONDS = 10  # gated rewrites health.json every second
+STALE_REVOCATIONS_SECONDS = 7 * 86400
+LOW_DISK_BYTES = 64 * 1024 * 1024
+SYNC_FAILURES_SHOWN = 3  # consecutive failed sync rounds before status calls it a problem
+
+
+def problems(info: dict[str, Any], config: GateConfig) -> list[str]:
+    """What ``status`` found wrong, one sentence each, most urgent first; see
+    docs/operations.md for each message and its fix."""
+    found: list[str] = []
+    daemon = info["daemon"]
+    if daemon is None:
+        found.append("gated has never run with this state directory")
+    elif not daemon.get("running"):
+        found.append("gated is not running")
+    elif daemon.get("age_seconds") is None or daemon["age_seconds"] > STALE_HEALTH_SECONDS:
+        found.append("gated runs but has not reported for a while: its decision loop is stuck")
+    if daemon and daemon.get("running"):
+        if daemon.get("emergency"):
+            found.append("the emergency input holds the gate open")
+        for name, device in (daemon.get("devices") or {}).items():
+            if isinstance(device, dict) and device.get("state") != "ok":
+                found.append(f"{name} {device.get('state')}: {device.get('reason') or '-'}")
+    bundle, revocations = info["trust_bundle"], info["revocations"]
+    if bundle["error"]:
+        found.append(f"trust bundle: {bundle['error']}")
+    elif bundle["version"] is None:
+        found.append("no trust bundle: every ticket is rejected as unknown_key")
+    if revocations["version"] is None:
+        found.append("no revocation list imported yet")
+    elif (revocations["age_seconds"] or 0) > STALE_REVOCATIONS_SECONDS:
+        days = revocations["age_seconds"] // 86400
+        found.append(f"revocation list is stale: issued {days:.0f} days ago")
+    sync = info["sync"]
+    if config.sync is not None:
+        if not isinstance(sync, dict):
+            found.append("sync has not run yet")
+        elif sync.get("error"):
+            found.append(f"sync status unreadable: {sync['error']}")
+        elif (_number(sync, "consecutive_failures") or 0) >= SYNC_FAILURES_SHOWN:
+            found.append(f"upstream sync failing: {sync.get('last_error')}")
+    clock = info["clock"]
+    if not clock["ok"]:
+        found.append(f"clock: {clock['problem']}")
+    disk = info["disk"]
+    if "error" in disk:
+        found.append(f"disk: {disk['error']}")
+    elif disk["free_bytes"] < LOW_DISK_BYTES:
+        found.append(f"disk almost full: {disk['free_bytes'] // 2**20} MiB free")
+    return found

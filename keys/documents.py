@@ -133,12 +133,13 @@ def revocation_list(
     keys: Iterable[bytes] = (),
     remove_tickets: Iterable[tuple[bytes, bytes]] = (),
     remove_keys: Iterable[bytes] = (),
+    issued_at: int | None = None,
 ) -> bytes:
     """Sign a revocation list: full when ``base`` is None, else a delta on version ``base``."""
     body: dict[str, Any] = {
         "type": REVOCATION_LIST,
         "version": version,
-        "issued_at": int(time.time()),
+        "issued_at": int(time.time()) if issued_at is None else issued_at,
         "tickets": [list(entry) for entry in tickets],
         "keys": list(keys),
     }

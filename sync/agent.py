@@ -62,6 +62,7 @@ from typing import Any
 from gate.errors import ConfigError, GateError, SignedDocumentError, SyncError
 from gate.revocations import RevocationList
 from gate.scanlog import WIRE_FIELDS
+from gate.state import HEALTH_FILE, SYNC_FILE
 from gate.store import GateStore
 from gate.trust import HeldBundle, write_atomically
 from sync.backoff import Backoff
@@ -74,8 +75,6 @@ log = logging.getLogger("gated.sync")
 SCAN_FIELDS = WIRE_FIELDS
 MAX_BATCH = 1000
 ACKED_SEQ = "acked_seq"
-HEALTH_FILE = "health.json"
-STATUS_FILE = "sync.json"
 #: revocation documents taken in one pull; the rest come in the next cycle
 MAX_DOCUMENTS_PER_PULL = 100
 #: 409 resyncs accepted in one push before the cycle counts as failed
@@ -244,9 +243,9 @@ class SyncAgent:
     def _write_status_file(self) -> None:
         try:
             text = json.dumps(self.status, indent=1, default=_json_default) + "\n"
-            write_atomically(self.state_dir / STATUS_FILE, text.encode())
+            write_atomically(self.state_dir / SYNC_FILE, text.encode())
         except OSError as err:
-            log.warning("cannot write %s: %s", STATUS_FILE, err)
+            log.warning("cannot write %s: %s", SYNC_FILE, err)
 
     # The loop --------------------------------------------------------------------------------
 

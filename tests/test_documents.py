@@ -133,10 +133,10 @@ class Gate:
         args = ["--config", str(self.config), "status", "--json"]
         if own_process:
             result = self.gatectl(*args[2:])
-            assert result.returncode == 0, result.stderr
+            assert result.returncode in (0, 5), result.stderr  # 5: problems listed
             return json.loads(result.stdout)
         outcome = CliRunner().invoke(gatectl_cli, args)
-        assert outcome.exit_code == 0, outcome.output
+        assert outcome.exit_code in (0, 5), outcome.output
         return json.loads(outcome.stdout)
 
     def decide(self, text: str, *, zone: str | None = None, at: float = NOW) -> tuple[str, str]:
