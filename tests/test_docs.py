@@ -45,3 +45,10 @@ def test_command_is_documented_and_has_help_with_example(prog, name, command):
     assert result.exit_code == 0, result.output
     assert "Example:" in result.output
     assert isinstance(command, click.Command)
+
+
+@pytest.mark.parametrize("name", sorted(gatectl.commands))
+def test_every_gatectl_command_offers_json(name):
+    """Scripts rely on --json everywhere; each command's output is parsed in its own tests."""
+    options = {opt for param in gatectl.commands[name].params for opt in param.opts}
+    assert "--json" in options, f"gatectl {name} has no --json"
