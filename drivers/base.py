@@ -81,7 +81,9 @@ class HealthCell:
                 return
             self._health = Health(state, reason, time.time())
             health = self._health
-        log.info("%s is %s: %s", self.name, state.value, reason or "-")
+        # Failures reach the journal at gated's default level; recoveries are info.
+        level = logging.INFO if state is HealthState.OK else logging.WARNING
+        log.log(level, "%s is %s: %s", self.name, state.value, reason or "-")
         for listener in list(self.listeners):
             listener(self.name, health)
 

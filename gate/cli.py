@@ -18,6 +18,7 @@ import click
 from gate.cli_errors import entry_point
 from gate.config import CONFIG_ENV, GateConfig, default_config_path, load_config
 from gate.errors import GateError
+from gate.privileges import become_state_owner
 from gate.revocations import MemoryRevocations
 from gate.state import GateState, policy_for
 from gate.store import LOG_FIELDS as LOG_COLUMNS
@@ -32,6 +33,13 @@ EXIT_PROBLEMS = 5  # status found problems
 
 def _config_path(ctx: click.Context) -> Path:
     return ctx.obj or default_config_path()
+
+
+def gate_config(ctx: click.Context) -> GateConfig:
+    """The gate's configuration; run as root, gatectl then becomes the state's owner."""
+    config = load_config(_config_path(ctx))
+    become_state_owner(config.state_dir)
+    return config
 
 
 @click.group()
@@ -128,7 +136,7 @@ def check(ctx, text, as_json, zone, at, trust_keys, revoked) -> None:
         )
         decision = validator.decide(text, at, consume=False)
     else:
-        with GateState(load_config(_config_path(ctx))) as state:
+        with GateState(gate_config(ctx)) as state:
             decision = state.validator(zone, revocations).decide(text, at, consume=False)
     if as_json:
         click.echo(json.dumps(decision.to_json()))
@@ -152,7 +160,7 @@ def import_(ctx, files, as_json) -> None:
     Example: gatectl import /media/usb/trust-v4.cose /media/usb/revocations-v9.cose
     """
     results: list[dict[str, Any]] = []
-    with GateState(load_config(_config_path(ctx))) as state:
+    with GateState(gate_config(ctx)) as state:
         for path in files:
             try:
                 result = state.import_document(path)
@@ -291,7 +299,7 @@ def status(ctx, as_json) -> None:
 
     Example: gatectl status --json
     """
-    config = load_config(_config_path(ctx))
+    config = gate_config(ctx)
     with GateState(config) as state:
         info = state.status()
     if as_json:
@@ -373,7 +381,7 @@ def provision(ctx, as_json) -> None:
     from sync.identity import device_key_path
     from sync.identity import provision as make_identity
 
-    config = load_config(_config_path(ctx))
+    config = gate_config(ctx)
     pair, created = make_identity(config.state_dir)
     info = {
         "gate_id": config.gate_id,
@@ -452,7 +460,7 @@ def scans(ctx, since, until, decision, reason, kind, limit, csv_file, as_json) -
     """
     import csv
 
-    with GateState(load_config(_config_path(ctx))) as state:
+    with GateState(gate_config(ctx)) as state:
         records = state.store.query_log(
             since=_when_option(since),
             until=_when_option(until),
@@ -486,7 +494,7 @@ def monitor(ctx, as_json, count, last) -> None:
     Example: gatectl monitor --last 20
     """
     shown = 0
-    with GateState(load_config(_config_path(ctx))) as state:
+    with GateState(gate_config(ctx)) as state:
         backlog = list(reversed(state.store.query_log(limit=last, newest_first=True)))
         after = backlog[-1]["seq"] if backlog else 0
         if not backlog:
@@ -512,3 +520,8 @@ def monitor(ctx, as_json, count, last) -> None:
 
 
 main = entry_point(cli, "gatectl")
+
+from gate.cli_device import selftest, snapshot  # noqa: E402
+
+cli.add_command(selftest)
+cli.add_command(snapshot)

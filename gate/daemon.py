@@ -33,6 +33,7 @@ from gate.cli_errors import entry_point
 from gate.config import CONFIG_ENV, GateConfig, default_config_path, load_config
 from gate.errors import GateError, StoreError
 from gate.runlock import RunLock
+from gate.snapshot import serve_request as serve_snapshot_request
 from gate.state import HEALTH_FILE, GateState
 from gate.systemd import Notifier
 from gate.trust import write_atomically
@@ -255,6 +256,7 @@ class GateDaemon:
                     self._log_event(item)
                 if time.monotonic() >= next_health:
                     self._publish_health()
+                    serve_snapshot_request(self.config.state_dir, self.readers)
                     next_health = time.monotonic() + 1.0
                 if time.monotonic() >= next_housekeeping:
                     self.keep_log_within_limits()
@@ -285,11 +287,23 @@ class GateDaemon:
             usage = store.disk_usage()
             if usage > budget:
                 unsynced = store.unsynced_count(acked)
+                if config.sync is None:
+                    advice = (
+                        "this gate has no [sync], so no record is ever acknowledged and "
+                        "pruned: configure [sync], or raise [log] disk_budget_mb"
+                    )
+                elif unsynced:
+                    advice = "check the upstream link, or raise [log] disk_budget_mb"
+                else:
+                    advice = (
+                        "the revocation list and admissions fill it, not the scan log: "
+                        "raise [log] disk_budget_mb"
+                    )
                 self.store_health.set(
                     HealthState.DEGRADED,
                     f"disk budget exceeded: database {usage / 1e6:.0f} MB of "
-                    f"{config.log_disk_budget_mb:g} MB with {unsynced} unsynced record(s); "
-                    "check the upstream link, or raise [log] disk_budget_mb",
+                    f"{config.log_disk_budget_mb:g} MB with {unsynced} unsynced "
+                    f"record(s); {advice}",
                 )
             elif self.store_health.get().state is HealthState.DEGRADED:
                 self.store_health.set(HealthState.OK, "")

@@ -191,7 +191,7 @@ class GateState:
             "free_bytes": fs.f_bavail * fs.f_frsize,
             "total_bytes": fs.f_blocks * fs.f_frsize,
             "database_bytes": size,
-            "log_budget_bytes": int(self.config.log_disk_budget_mb * 1024 * 1024),
+            "log_budget_bytes": int(self.config.log_disk_budget_mb * 1e6),  # MB, as the daemon
         }
 
 

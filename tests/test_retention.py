@@ -58,7 +58,8 @@ def test_the_disk_budget_raises_an_alarm_and_clears_once_synced(gate):
         health = daemon.health()
         assert health["gate"] == "degraded"
         assert "disk budget exceeded" in health["devices"]["store"]["reason"]
-        assert "unsynced" in health["devices"]["store"]["reason"]
+        assert "with 900 unsynced record(s)" in health["devices"]["store"]["reason"]
+        assert "this gate has no [sync]" in health["devices"]["store"]["reason"]
         assert state.store.unsynced_count(0) == 900  # nothing unsynced was dropped
         # the collector acknowledges everything: pruning brings it back under budget
         state.store.set_sync_value("acked_seq", 900)
