@@ -315,9 +315,25 @@ class SyncAgent:
         path = f"/v1/gates/{self.gate_id}/{endpoint}"
         self._note(activity=f"{method} {path}")
         try:
-            return self._client.request(method, path, **kwargs)
+            reply = self._client.request(method, path, **kwargs)
         finally:
             self._note(activity=None)
+        if reply.status in (401, 403):
+            self._note_offset_from_refusal(reply)
+        return reply
+
+    def _note_offset_from_refusal(self, reply: Reply) -> None:
+        """A collector refusing a request (a stale one: the gate's clock is far off) tells its
+        time. It is unauthenticated, so it is only shown (gatectl status), never acted on; but
+        it is how a technician learns that the clock, not the network, stops the sync."""
+        try:
+            server_time = json.loads(reply.content).get("server_time")
+        except (ValueError, AttributeError):
+            return
+        number = isinstance(server_time, int | float) and not isinstance(server_time, bool)
+        if number and math.isfinite(server_time):
+            offset = server_time - (reply.sent_at + reply.received_at) / 2
+            self._note(clock_offset=round(offset, 3))
 
     # Upload ----------------------------------------------------------------------------------
 

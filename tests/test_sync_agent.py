@@ -189,7 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
                 expected_gate=segments[3],
             )
         except RequestRejected as err:
-            return self._reply(err.status, json.dumps({"error": err.reason}).encode(), collector)
+            refusal = {"error": err.reason, "server_time": time.time() + collector.skew}
+            return self._reply(err.status, json.dumps(refusal).encode(), collector)
         answer = collector.answer(segments[4], parse_qs(parts.query), body, self)
         if answer is None:
             collector.requests.append((method, self.path, 0))
@@ -675,6 +676,15 @@ def test_the_clock_offset_uses_the_request_midpoint(gate, collector):
     sent, received = readings[-2], readings[-1]
     assert received - sent == pytest.approx(0.5, abs=0.1)
     assert offset == pytest.approx(5000.0 - (sent + received) / 2, abs=1e-6)
+
+
+def test_a_clock_too_far_off_to_sync_is_still_measured(gate, collector):
+    # The gate's clock is 20 minutes fast: every request is refused as stale; the refusal's
+    # server_time tells the technician why (gatectl status: offset -1200 s).
+    with gate.agent(collector.url, clock=lambda: time.time() + 1200) as agent:
+        assert agent.sync_once() is False
+        assert "stale" in agent.status["last_error"]
+        assert agent.status["clock_offset"] == pytest.approx(-1200, abs=2)
 
 
 @pytest.mark.parametrize(
