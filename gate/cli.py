@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from gate.cli_errors import entry_point
-from gate.config import CONFIG_ENV, GateConfig, default_config_path, load_config
+from gate.config import CONFIG_ENV, GateConfig, default_config_path
 from gate.errors import GateError
-from gate.privileges import become_state_owner
+from gate.privileges import load_as_state_owner
 from gate.revocations import MemoryRevocations
 from gate.state import GateState, policy_for
 from gate.store import LOG_FIELDS as LOG_COLUMNS
@@ -37,9 +37,7 @@ def _config_path(ctx: click.Context) -> Path:
 
 def gate_config(ctx: click.Context) -> GateConfig:
     """The gate's configuration; run as root, gatectl then becomes the state's owner."""
-    config = load_config(_config_path(ctx))
-    become_state_owner(config.state_dir)
-    return config
+    return load_as_state_owner(_config_path(ctx))
 
 
 @click.group()

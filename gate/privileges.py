@@ -2,7 +2,7 @@
 
 A technician types ``sudo gatectl ...``. Were it to stay root, SQLite would leave root-owned
 ``gate.db-wal``/``-shm`` files, and ``provision`` or ``import`` root-owned keys and bundles,
-which gated (running as the ``gate`` user) then cannot open. So gatectl, once it knows the
+which gated (running as the ``gated`` user) then cannot open. So gatectl, once it knows the
 state directory, switches to its owner, with that user's supplementary groups (video,
 dialout, gpio: the device tests need them).
 """
@@ -13,6 +13,7 @@ import os
 import pwd
 from pathlib import Path
 
+from gate.config import GateConfig, default_config_path, load_config
 from gate.errors import GateError
 
 
@@ -36,9 +37,17 @@ def become_state_owner(state_dir: Path) -> str | None:
     except KeyError:
         raise GateError(
             f"{state_dir} belongs to uid {info.st_uid}, which has no user; "
-            "fix its owner (chown -R gate:gate)"
+            "fix its owner (chown -R gated:gated)"
         ) from None
     except OSError as err:
         raise GateError(f"cannot switch to the owner of {state_dir}: {err}") from err
     os.environ["HOME"] = user.pw_dir
     return user.pw_name
+
+
+def load_as_state_owner(path: Path | None) -> GateConfig:
+    """The gate's configuration (``path``, else the default); run as root, the process then
+    becomes the state directory's owner."""
+    config = load_config(path or default_config_path())
+    become_state_owner(config.state_dir)
+    return config

@@ -84,6 +84,7 @@ class CameraReader(CodeReader):
         self._last_seen: dict[str, float] = {}  # text -> capture time it was last decoded at
         self._ended_file: tuple[int, int, int] | None = None
         self._lock = threading.Lock()  # close() may come from another thread than run()
+        self._snapshot_path: Path | None = None  # set by request_snapshot()
         #: frames decoded, and presentations made, since this reader was created
         self.frames_decoded = 0
         self.presented = 0
@@ -122,6 +123,8 @@ class CameraReader(CodeReader):
             raise
         if frame is None:
             return []
+        if self._snapshot_path is not None:
+            self._save_snapshot(frame)
         return self._presentations(frame)
 
     def _close(self) -> None:
@@ -129,6 +132,29 @@ class CameraReader(CodeReader):
             grabber, self._grabber = self._grabber, None
         if grabber is not None:
             grabber.close()
+
+    # A frame for gatectl snapshot while gated holds the camera ------------------------------
+
+    def request_snapshot(self, path: str | os.PathLike[str]) -> None:
+        """Save the next frame read as a PNG file at ``path`` (written to a temporary file and
+        renamed, so it appears whole). A failure to save is logged, never raised."""
+        with self._lock:
+            self._snapshot_path = Path(path)
+
+    def _save_snapshot(self, frame: Frame) -> None:
+        with self._lock:
+            path, self._snapshot_path = self._snapshot_path, None
+        if path is None:
+            return
+        temporary = path.with_name(f".{path.name}.tmp")
+        try:
+            ok, data = cv2.imencode(".png", frame.image)
+            if not ok:
+                raise OSError("OpenCV could not encode the frame as PNG")
+            temporary.write_bytes(data.tobytes())
+            os.replace(temporary, path)
+        except (OSError, cv2.error) as err:
+            log.warning("%s: cannot save a snapshot to %s: %s", self.name, path, err)
 
     # The work on one frame -------------------------------------------------------------------
 
