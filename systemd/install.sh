@@ -443,6 +443,14 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+echo "Documentation (the units' Documentation= points here)"
+
+for doc in "$SOURCE"/docs/*.md; do
+    [ -f "$doc" ] || continue
+    install_file "$doc" "$DESTDIR$PREFIX/share/doc/${doc##*/}" 0644
+done
+
+# ---------------------------------------------------------------------------------------------
 echo "Units and udev rules"
 
 UNITS_CHANGED=no
@@ -450,7 +458,8 @@ units=gated.service
 [ "$COLLECTOR" = yes ] && units="$units gate-collector.service"
 for unit in $units; do
     # ExecStart names the venv's console script: point it at this install's venv.
-    sed -E "s#^(ExecStart(Pre)?=[-@:+!]*)[^ ]*/bin/(gated|gate-collector)( |\$)#\\1$VENV/bin/\\3\\4#" \
+    sed -E -e "s#^(ExecStart(Pre)?=[-@:+!]*)[^ ]*/bin/(gated|gate-collector)( |\$)#\\1$VENV/bin/\\3\\4#" \
+        -e "s#^Documentation=file:[^ ]*/share/doc/#Documentation=file:$PREFIX/share/doc/#" \
         "$SOURCE/systemd/$unit" >"$TMP/$unit"
     grep -q "^ExecStart=$VENV/bin/" "$TMP/$unit" ||
         die "systemd/$unit: no ExecStart= naming bin/gated or bin/gate-collector to point at $VENV"

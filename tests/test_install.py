@@ -90,7 +90,7 @@ def source_copy(tmp: Path) -> Path:
     src = tmp / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("gate", "drivers", "sync", "keys", "systemd"):
+    for name in ("gate", "drivers", "sync", "keys", "systemd", "docs"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
@@ -255,12 +255,16 @@ def test_the_unit_runs_the_venvs_gated(staged):
     installed = (staged.dest / "etc/systemd/system/gated.service").read_text().splitlines()
     assert "ExecStart=/opt/gate/venv/bin/gated" in installed
     assert "ExecStartPre=/opt/gate/venv/bin/gated --check-config" in installed
-    # Nothing but the Exec lines differs from the shipped unit.
+    # Nothing but the Exec lines differs from the shipped unit (the default prefix).
     assert [a for a in shipped if not a.startswith("Exec")] == [
         b for b in installed if not b.startswith("Exec")
     ]
     gated = staged.dest / "opt/gate/venv/bin/gated"
     assert gated.read_text().splitlines()[0] == "#!/opt/gate/venv/bin/python"
+    # Documentation= names the technician's guide, installed beside the venv.
+    assert "Documentation=file:/opt/gate/share/doc/operations.md" in installed
+    guide = staged.dest / "opt/gate/share/doc/operations.md"
+    assert guide.read_text() == (staged.src / "docs/operations.md").read_text()
 
 
 def test_the_installed_config_parses(staged):
@@ -307,6 +311,7 @@ def test_another_prefix_without_values_or_enabling(staged):
     result = staged.install(dest, "--pip-args", PIP_ARGS, "--prefix", "/srv/gate", "--no-enable")
     unit = (dest / "etc/systemd/system/gated.service").read_text()
     assert "\nExecStart=/srv/gate/venv/bin/gated\n" in unit
+    assert "\nDocumentation=file:/srv/gate/share/doc/operations.md\n" in unit
     assert (dest / "srv/gate/venv/bin/gated").exists()
     assert not (dest / "etc/systemd/system/multi-user.target.wants").exists()
     # Unconfigured, the gate must not start: gated --check-config names what is missing.

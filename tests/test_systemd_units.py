@@ -17,9 +17,9 @@ pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not 
 
 
 def localised(unit: Path, tmp_path: Path) -> Path:
-    """The unit with /opt/gatevalidator pointing at this checkout, whose .venv exists."""
+    """The unit with /opt/gate/venv pointing at this checkout, whose .venv exists."""
     venv = Path(sys.executable).parent.parent
-    text = unit.read_text().replace("/opt/gatevalidator/.venv", str(venv))
+    text = unit.read_text().replace("/opt/gate/venv", str(venv))
     copy = tmp_path / unit.name
     copy.write_text(text)
     return copy
