@@ -75,14 +75,16 @@ class HealthCell:
         with self._lock:
             return self._health
 
-    def set(self, state: HealthState, reason: str = "") -> None:
+    def set(self, state: HealthState, reason: str = "", *, expected: bool = False) -> None:
+        """Change the health; ``expected`` for a change that is no fault (a device closed at
+        shutdown), logged as info rather than as a warning."""
         with self._lock:
             if (self._health.state, self._health.reason) == (state, reason):
                 return
             self._health = Health(state, reason, time.time())
             health = self._health
         # Failures reach the journal at gated's default level; recoveries are info.
-        level = logging.INFO if state is HealthState.OK else logging.WARNING
+        level = logging.INFO if state is HealthState.OK or expected else logging.WARNING
         log.log(level, "%s is %s: %s", self.name, state.value, reason or "-")
         for listener in list(self.listeners):
             listener(self.name, health)

@@ -586,7 +586,7 @@ class Turnstile:
         self._release_all(hold_open=hold_open)
         if hold_open:
             log.warning("gpio: closed during an emergency: relay left open")
-        self.health.set(HealthState.FAILED, "closed")
+        self.health.set(HealthState.FAILED, "closed", expected=True)
 
     def _release_all(self, *, hold_open: bool) -> None:
         # The relay goes to its safe level before anything else is touched, and is released
