@@ -55,13 +55,16 @@ def serve_request(state_dir: Path, readers: Iterable[Any]) -> None:
     """
     request = Path(state_dir) / REQUEST_FILE
     try:
-        token = request.read_text(encoding="ascii").strip()
-        request.unlink()
+        with open(request, "rb") as handle:
+            content = handle.read(64)
     except FileNotFoundError:
         return
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         log.warning("snapshot request %s: %s", request, err)
         return
+    with contextlib.suppress(OSError):
+        request.unlink()  # taken, whatever it holds: a bad one is not retried every second
+    token = content.decode("ascii", "replace").strip()
     if not TOKEN.fullmatch(token):
         log.warning("snapshot request %s: not a token: %r", request, token[:40])
         return

@@ -148,3 +148,42 @@ def test_a_running_gated_hands_over_its_next_frame(tmp_path):
         assert not (state / REQUEST_FILE).exists()
         assert not list(state.glob("snapshot-*.png"))
         assert camera.health.get().state == "ok"  # gated's camera went on working
+
+
+class _Camera:
+    """Stands in for gated's camera reader: records the frames it is asked to save."""
+
+    def __init__(self) -> None:
+        self.asked: list[Path] = []
+
+    def request_snapshot(self, path: Path) -> None:
+        self.asked.append(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\xff\xfe\x00garbage", b"../../etc/passwd", b"A" * 32, b"0" * 31, b"0" * 33 + b"\n"],
+    ids=["empty", "binary", "path", "uppercase", "short", "long"],
+)
+def test_gated_ignores_a_garbage_snapshot_request(tmp_path, content):
+    from gate.snapshot import serve_request
+
+    (tmp_path / REQUEST_FILE).write_bytes(content)
+    camera = _Camera()
+    serve_request(tmp_path, [camera])  # never raises
+    assert camera.asked == []
+    assert not (tmp_path / REQUEST_FILE).exists()
+
+
+def test_gated_survives_a_snapshot_request_it_cannot_read(tmp_path):
+    from gate.snapshot import serve_request
+
+    (tmp_path / REQUEST_FILE).mkdir()  # a directory where the request file should be
+    camera = _Camera()
+    serve_request(tmp_path, [camera])
+    assert camera.asked == []
+    token = "0123456789abcdef" * 2
+    (tmp_path / REQUEST_FILE).rmdir()
+    (tmp_path / REQUEST_FILE).write_text(token + "\n")
+    serve_request(tmp_path, [camera])
+    assert camera.asked == [tmp_path / f"snapshot-{token}.png"]
