@@ -71,6 +71,11 @@ def test_root_key_in_base64(tmp_path):
         (("clock_skew = 10", "clock_skew = -1"), "gate.clock_skew", "0 to 604800"),
         (("clock_skew = 10", "clock_skew = true"), "gate.clock_skew", "whole number"),
         (("clock_skew = 10", 'clock_skew = "10"'), "gate.clock_skew", "whole number"),
+        (
+            ("clock_skew = 10", 'clock_skew = 10\nrequire_ntp = "yes"'),
+            "gate.require_ntp",
+            "true or false",
+        ),
         (("window = 300", "window = 9999999"), "antipassback.window", "0 to 604800"),
         (('group = "north-hall"', 'group = " "'), "antipassback.group", "must not be empty"),
         (('state_dir = "state"', 'state_dir = ""'), "gate.state_dir", "directory path"),
