@@ -482,6 +482,36 @@ def scans(ctx, since, until, decision, reason, kind, limit, csv_file, as_json) -
 
 
 @cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def export(ctx, directory, as_json) -> None:
+    """Hand an offline gate's scan log over on a USB stick, so that it may be pruned.
+
+    Writes every record not exported before, with its hash chain, to one CSV file in
+    DIRECTORY (GATE-scans-FIRST-LAST.csv), makes it durable, and only then marks the records
+    exported: retention then prunes them as it prunes synced ones. For gates without [sync]
+    only (a syncing gate's collector acknowledges its records). --json prints {"file",
+    "records", "first_seq", "last_seq"}; "file" is null when there was nothing new.
+
+    Example: gatectl export /media/usb
+    """
+    from gate.export import export_log
+
+    with GateState(gate_config(ctx)) as state:
+        result = export_log(state, directory)
+    if as_json:
+        click.echo(json.dumps(result))
+    elif result["file"] is None:
+        click.echo("nothing new to export: every record was exported before")
+    else:
+        click.echo(
+            f"{result['records']} record(s), seq {result['first_seq']} to "
+            f"{result['last_seq']}, written to {result['file']}"
+        )
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--count", type=int, help="Stop after this many records.")
 @click.option("--last", default=5, show_default=True, help="Show this many past records first.")

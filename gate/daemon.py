@@ -290,7 +290,8 @@ class GateDaemon:
                 if config.sync is None:
                     advice = (
                         "this gate has no [sync], so no record is ever acknowledged and "
-                        "pruned: configure [sync], or raise [log] disk_budget_mb"
+                        "pruned: export them (gatectl export), configure [sync], or raise "
+                        "[log] disk_budget_mb"
                     )
                 elif unsynced:
                     advice = "check the upstream link, or raise [log] disk_budget_mb"
