@@ -249,6 +249,11 @@ def _status_lines(info: dict[str, Any], config: GateConfig) -> list[str]:
         f"{revocations['keys']} key(s)"
     )
     lines.append(f"admissions    {info['admissions']} recorded")
+    log = info["scan_log"]
+    way = "acknowledged by the collector" if config.sync else "exported (gatectl export)"
+    lines.append(
+        f"scan log      {log['last_seq']} record(s) logged, {log['not_handed_over']} not yet {way}"
+    )
     sync = info.get("sync")
     if sync is None:
         lines.append("sync          not configured, or never ran")

@@ -165,6 +165,7 @@ class GateState:
                 "keys": revocations.keys,
             },
             "admissions": self.store.admission_count(),
+            "scan_log": self._scan_log(),
             "daemon": daemon,
             "sync": sync,
             "clock": clock_state(
@@ -174,6 +175,18 @@ class GateState:
         }
         info["problems"] = problems(info, self.config)
         return info
+
+    def _scan_log(self) -> dict[str, Any]:
+        """How far the log is handed over (acknowledged by the collector, or exported)."""
+        acked = self.store.sync_value("acked_seq", 0)
+        acked = acked if isinstance(acked, int) and acked >= 0 else 0
+        newest = self.store.recent_log(1)
+        last = newest[0]["seq"] if newest else 0
+        return {
+            "last_seq": last,
+            "handed_over_seq": acked,
+            "not_handed_over": self.store.unsynced_count(acked),
+        }
 
     def _disk(self) -> dict[str, Any]:
         """Free space where the state lives, and what the database takes of it."""

@@ -58,6 +58,13 @@ def test_export_writes_each_record_once_with_its_chain_and_lets_retention_prune(
     assert any(row["reason"] == "malformed" for row in rows)
     assert verify_chain(_as_records(rows), GENESIS, 0) is None  # the office can check it
 
+    status = json.loads(gate.gatectl("status", "--json").stdout)["scan_log"]
+    assert status == {
+        "last_seq": first["last_seq"],
+        "handed_over_seq": first["last_seq"],
+        "not_handed_over": 0,
+    }
+
     # nothing new: no file, nothing marked
     code, again = _export(gate, usb)
     assert code == 0 and again["file"] is None and again["records"] == 0
@@ -65,6 +72,9 @@ def test_export_writes_each_record_once_with_its_chain_and_lets_retention_prune(
 
     # the next export starts where the last one ended, and its chain continues
     _decide(gate, "garbage two")
+    assert "not yet exported (gatectl export)" in gate.gatectl("status").stdout
+    pending = json.loads(gate.gatectl("status", "--json").stdout)["scan_log"]["not_handed_over"]
+    assert pending >= 3
     code, second = _export(gate, usb)
     assert code == 0 and second["first_seq"] == first["last_seq"] + 1
     later = _rows(second["file"])
