@@ -88,30 +88,32 @@ def build_readers(config: GateConfig) -> list[CodeReader]:
     return readers
 
 
-def build_turnstile(config: GateConfig, pin_factory: Any = None):
-    """The turnstile from the [gpio] section, or None when the gate has none."""
+def build_turnstile(config: GateConfig, pin_factory: Any = None, **overrides: Any):
+    """The turnstile from the [gpio] section, or None when the gate has none; ``overrides``
+    replace the configured arguments (selftest drives one part at a time)."""
     g = config.gpio
     if g is None:
         return None
     if pin_factory is None:
         pin_factory = load("drivers.gpio.pins:make_pin_factory")(g.pin_factory)
-    return load("drivers.gpio.turnstile:Turnstile")(
-        relay_pin=g.relay_pin,
-        relay_active_high=g.relay_active_high,
-        relay_mode=g.relay_mode,
-        pulse_seconds=g.pulse_seconds,
-        unlock_seconds=g.passage_timeout,
-        green_pin=g.green_pin,
-        red_pin=g.red_pin,
-        buzzer_pin=g.buzzer_pin,
-        passage_pin=g.passage_pin,
-        passage_active_high=g.passage_active_high,
-        emergency_pin=g.emergency_pin,
-        emergency_active_high=g.emergency_active_high,
-        passage_pull=g.passage_pull,
-        emergency_pull=g.emergency_pull,
-        pin_factory=pin_factory,
-    )
+    arguments = {
+        "relay_pin": g.relay_pin,
+        "relay_active_high": g.relay_active_high,
+        "relay_mode": g.relay_mode,
+        "pulse_seconds": g.pulse_seconds,
+        "unlock_seconds": g.passage_timeout,
+        "green_pin": g.green_pin,
+        "red_pin": g.red_pin,
+        "buzzer_pin": g.buzzer_pin,
+        "passage_pin": g.passage_pin,
+        "passage_active_high": g.passage_active_high,
+        "emergency_pin": g.emergency_pin,
+        "emergency_active_high": g.emergency_active_high,
+        "passage_pull": g.passage_pull,
+        "emergency_pull": g.emergency_pull,
+        "pin_factory": pin_factory,
+    }
+    return load("drivers.gpio.turnstile:Turnstile")(**{**arguments, **overrides})
 
 
 class GateDaemon:

@@ -363,23 +363,19 @@ def check_nfc(config: GateConfig, options: Options) -> CheckResult:
 def _turnstile(config: GateConfig, options: Options, **pins: Any):
     """A turnstile with the relay, the emergency input (so a fire alarm keeps the gate open
     during a test as at any other time) and ``pins``."""
+    from gate.daemon import build_turnstile
+
     gpio = config.gpio
     assert gpio is not None
     if options.pin_factory is None and gpio.pin_factory != "default":
         options.pin_factory = load("drivers.gpio.pins:make_pin_factory")(gpio.pin_factory)
-    return load("drivers.gpio.turnstile:Turnstile")(
-        relay_pin=gpio.relay_pin,
-        relay_active_high=gpio.relay_active_high,
-        relay_mode=gpio.relay_mode,
-        pulse_seconds=gpio.pulse_seconds,
-        unlock_seconds=gpio.passage_timeout,
-        emergency_pin=gpio.emergency_pin,
-        emergency_active_high=gpio.emergency_active_high,
-        emergency_pull=gpio.emergency_pull,
+    parts = {"green_pin": None, "red_pin": None, "buzzer_pin": None, "passage_pin": None}
+    return build_turnstile(
+        config,
+        options.pin_factory,
         accept_beep=False,
         feedback_seconds=LAMP_SECONDS,
-        pin_factory=options.pin_factory,
-        **pins,
+        **{**parts, **pins},
     )
 
 
