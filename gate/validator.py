@@ -135,7 +135,11 @@ class Validator:
             return Decision(Reason.MALFORMED, str(err), now)
         except Exception as err:  # hostile input must never escape as an exception
             return Decision(Reason.MALFORMED, f"unreadable input ({type(err).__name__})", now)
+        return self.decide_ticket(ticket, now, consume=consume)
 
+    def decide_ticket(self, ticket: Ticket, now: float, *, consume: bool = True) -> Decision:
+        """Decide on a ticket :func:`~gate.ticket.parse_ticket` already parsed: every check
+        after ``malformed``, in spec order. ``decide`` is ``parse_ticket`` plus this."""
         claims, kid = ticket.claims, ticket.kid
         candidates = self._trust().candidates(kid)
         if not candidates:

@@ -22,7 +22,7 @@ from helpers_core import (
 
 from gate.cose import encode_sign1
 from gate.store import GateStore
-from gate.ticket import Claims, mint_ticket
+from gate.ticket import Claims, mint_ticket, parse_ticket
 from gate.trust import TrustedKey, TrustStore
 from gate.validator import Reason
 
@@ -445,6 +445,19 @@ def test_rejected_decisions_never_write_an_admission(store):
         seen.add(expected)
     assert seen == set(Reason) - {Reason.OK}
 
+
+def test_decide_ticket_on_a_parsed_ticket_gives_what_decide_gives(store):
+    cases = [case for case in _reject_cases(store) if case[2] is not Reason.MALFORMED]
+    for validator, text, expected in cases:
+        parsed = validator.decide_ticket(parse_ticket(text), NOW + 1, consume=True)
+        assert parsed.reason is expected is validator.decide(text, now=NOW + 1).reason
+        assert not parsed.consumed
+    validator = cases[0][0]
+    fresh = parse_ticket(ticket(cti=b"parsed-1"))
+    first = validator.decide_ticket(fresh, NOW)
+    assert first.reason is Reason.OK and first.consumed and first.admission_seq is not None
+    assert validator.decide_ticket(fresh, NOW).reason is Reason.USED
+    assert validator.decide(ticket(cti=b"parsed-1"), now=NOW).reason is Reason.USED
 
 def test_sign1_builder_untagged_is_still_a_ticket(validator):
     # The untagged form carries the same admission as the tagged one.
