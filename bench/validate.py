@@ -325,11 +325,20 @@ class UnexpectedResult(Exception):
 
 
 def measure_decisions(
-    validator: Validator, texts: list[str], warmup: int, consume: bool, idle: float = 0.0
+    validator: Validator,
+    presented: Sequence[str | Ticket],
+    warmup: int,
+    consume: bool,
+    idle: float = 0.0,
 ) -> Figures:
-    def decide(text: str) -> Callable[[], None]:
+    """Accepts on texts through ``decide``, or on tickets parsed beforehand through
+    ``decide_ticket`` (the accept path without its parse)."""
+
+    def decide(item: str | Ticket) -> Callable[[], None]:
+        method = validator.decide_ticket if isinstance(item, Ticket) else validator.decide
+
         def call() -> None:
-            decision = validator.decide(text, NOW, consume=consume)
+            decision = method(item, NOW, consume=consume)
             if not decision.accepted or decision.consumed is not consume:
                 raise UnexpectedResult(
                     f"expected an accept, got {decision.reason}: {decision.detail}"
@@ -337,23 +346,7 @@ def measure_decisions(
 
         return call
 
-    return timed([decide(text) for text in texts], warmup, idle)
-
-
-def measure_parsed_decisions(validator: Validator, tickets: list[Ticket], warmup: int) -> Figures:
-    """The accept path without its parse: ``decide_ticket`` on tickets parsed beforehand."""
-
-    def decide(ticket: Ticket) -> Callable[[], None]:
-        def call() -> None:
-            decision = validator.decide_ticket(ticket, NOW)
-            if not decision.consumed:
-                raise UnexpectedResult(
-                    f"expected an accept, got {decision.reason}: {decision.detail}"
-                )
-
-        return call
-
-    return timed([decide(ticket) for ticket in tickets], warmup)
+    return timed([decide(item) for item in presented], warmup, idle)
 
 
 def measure_lookups(
@@ -562,7 +555,7 @@ def measure_size(run: Run, size: int, run_dir: Path) -> list[bool]:
         commit_db = run_dir / f"commit-floor-{size_label(size)}.db"
         commit = measure_commit(commit_db, run.decisions, run.warmup)
         admit = measure_decisions(validator, tickets.admit, tickets.warmup, consume=True)
-        parsed = measure_parsed_decisions(validator, tickets.parsed, tickets.warmup)
+        parsed = measure_decisions(validator, tickets.parsed, tickets.warmup, consume=True)
         dry = measure_decisions(validator, tickets.dry_run, tickets.warmup, consume=False)
         dry_idle = measure_decisions(
             validator, tickets.dry_run, tickets.warmup, consume=False, idle=IDLE
