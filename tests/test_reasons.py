@@ -459,6 +459,7 @@ def test_decide_ticket_on_a_parsed_ticket_gives_what_decide_gives(store):
     assert validator.decide_ticket(fresh, NOW).reason is Reason.USED
     assert validator.decide(ticket(cti=b"parsed-1"), now=NOW).reason is Reason.USED
 
+
 def test_sign1_builder_untagged_is_still_a_ticket(validator):
     # The untagged form carries the same admission as the tagged one.
     payload = cbor2.dumps(claims_map(cti=CTI))
