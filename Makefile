@@ -1,7 +1,13 @@
 # `make demo` and `make test` set everything up on a fresh Debian / Raspberry Pi OS machine.
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
-PYTHON ?= python3
+# The venv is built on the interpreter the installed gate runs (systemd/install.sh makes its
+# venv with /usr/bin/python3), so the tests and the benchmarks run on that same build. Where it
+# is missing or older than 3.11: the first python3 on PATH. `make PYTHON=...` picks another.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && echo /usr/bin/python3 || echo python3)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -25,6 +31,14 @@ $(STAMP): pyproject.toml
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else \
 	    echo "warning: PostgreSQL is missing; the collector's PostgreSQL tests will be skipped ('sudo apt-get install postgresql')" >&2; \
+	  fi; \
+	fi
+	@if ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing python3-venv (venv's pip for $(PYTHON))"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else \
+	    echo "warning: $(PYTHON) has no ensurepip; run 'sudo apt-get install python3-venv'" >&2; \
 	  fi; \
 	fi
 	$(PYTHON) -m venv $(VENV)

@@ -541,8 +541,8 @@ def print_machine(args: argparse.Namespace) -> None:
     print(f"date      {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine   {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs")
     print(
-        f"python    {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
-        f"PyNaCl {nacl.__version__}"
+        f"python    {platform.python_version()} from {sys.base_prefix}, "
+        f"sqlite {sqlite3.sqlite_version}, PyNaCl {nacl.__version__}"
     )
     print(f"cpuidle   {cpu_idle()}")
     print(f"databases {CACHE_DIR} ({filesystem_of(CACHE_DIR)})")

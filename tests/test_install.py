@@ -76,8 +76,10 @@ def dependencies_dir(tmp: Path) -> Path:
     """This environment's third-party packages, without the project and pip's own tools."""
     deps = tmp / "dependencies"
     deps.mkdir()
-    for sitedir in site.getsitepackages():
-        for entry in Path(sitedir).iterdir():
+    for sitedir in map(Path, site.getsitepackages()):
+        if not sitedir.is_dir():  # Debian's interpreter also lists local/lib/.../dist-packages
+            continue
+        for entry in sitedir.iterdir():
             if entry.name.startswith(NOT_DEPENDENCIES) or entry.name in PROJECT_PACKAGES:
                 continue
             if not (deps / entry.name).exists():
